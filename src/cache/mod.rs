@@ -1,0 +1,737 @@
+//! The cache: items in the arena, found through the index, aged by the LRU.
+//!
+//! Storage never touches sockets or the system clock: the server passes the
+//! relative time in ([`Cache::set_now`]) and connections exchange
+//! [`ItemRef`]s, counted references that keep an item's memory valid until
+//! released even after it is replaced, deleted, flushed or evicted.
+//!
+//! Semantics follow memcached 1.6: lazy expiry and flush checks on access,
+//! CAS ids from one counter, `add` bumping an existing item, `append`/
+//! `prepend` building a new item, `incr`/`decr` rewriting in place when the
+//! digits fit and nobody is reading the item.
+
+pub mod arena;
+pub mod index;
+pub mod item;
+pub mod lru;
+
+use arena::{Arena, NIL};
+use index::{hash, Index};
+use item::{ItemHeader, Layout, F_ACTIVE, F_CHAINED, F_FETCHED, F_LINKED, HEADER};
+use lru::Lru;
+
+/// memcached moves an item in its LRU at most once per this many seconds.
+pub const ITEM_UPDATE_INTERVAL: u32 = 60;
+/// Items looked at from an LRU tail per allocation attempt.
+const EVICT_TRIES: usize = 5;
+/// Old index buckets moved per event loop turn while the index grows.
+const MIGRATE_PER_TICK: usize = 1024;
+
+/// Sizes and policies of the cache.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub mem_limit: usize,
+    pub page_size: usize,
+    pub chunk_sizes: Vec<u32>,
+    pub item_size_max: usize,
+    pub use_cas: bool,
+    pub evict: bool,
+    pub hashpower: u32,
+    pub hash_expand: bool,
+}
+
+/// Counters kept by storage itself.
+#[derive(Debug, Default, Clone)]
+pub struct CacheStats {
+    pub curr_items: u64,
+    pub total_items: u64,
+    pub bytes: u64,
+    pub evictions: u64,
+    pub reclaimed: u64,
+    pub expired_unfetched: u64,
+    pub evicted_unfetched: u64,
+    pub get_expired: u64,
+    pub get_flushed: u64,
+    pub outofmemory: u64,
+    pub cas_misses: u64,
+    pub cas_hits: u64,
+    pub cas_badval: u64,
+}
+
+/// A counted reference to an item; give it back with [`Cache::release`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "an ItemRef pins item memory until released"]
+pub struct ItemRef(u32);
+
+/// Why an item could not be allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocError {
+    TooLarge,
+    OutOfMemory,
+}
+
+/// How a store combines the new item with a stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas,
+}
+
+/// Outcome of a store, as memcached names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Stored,
+    NotStored,
+    Exists,
+    NotFound,
+}
+
+/// Outcome of `incr`/`decr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arith {
+    Value(u64),
+    NotFound,
+    NonNumeric,
+    OutOfMemory,
+}
+
+/// What a reply needs to know about an item.
+#[derive(Debug, Clone, Copy)]
+pub struct ItemView<'a> {
+    pub key: &'a [u8],
+    pub flags: u32,
+    /// Value length without the trailing `\r\n`.
+    pub len: usize,
+    pub cas: u64,
+}
+
+/// The whole store.
+pub struct Cache {
+    arena: Arena,
+    index: Index,
+    lru: Lru,
+    item_size_max: usize,
+    use_cas: bool,
+    evict: bool,
+    last_cas: u64,
+    oldest_live: u32,
+    oldest_cas: u64,
+    now: u32,
+    pub stats: CacheStats,
+}
+
+impl Cache {
+    pub fn new(cfg: &CacheConfig) -> Cache {
+        Cache {
+            arena: Arena::new(&cfg.chunk_sizes, cfg.page_size, cfg.mem_limit),
+            index: Index::new(cfg.hashpower, cfg.hash_expand),
+            lru: Lru::default(),
+            item_size_max: cfg.item_size_max,
+            use_cas: cfg.use_cas,
+            evict: cfg.evict,
+            last_cas: 0,
+            oldest_live: 0,
+            oldest_cas: 0,
+            now: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Sets the relative time that expiry is judged by.
+    pub fn set_now(&mut self, now: u32) {
+        self.now = now;
+    }
+
+    pub fn arena(&self) -> &Arena {
+        &self.arena
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Changes the memory bound (`cache_memlimit`).  Pages already in use
+    /// stay; a lower bound only stops further growth.
+    pub fn set_mem_limit(&mut self, bytes: usize) {
+        self.arena.set_mem_limit(bytes);
+    }
+
+    /// Background work bounded per call: grows the index a slice at a time.
+    pub fn tick(&mut self) {
+        if self.index.is_expanding() {
+            self.index.migrate(&mut self.arena, MIGRATE_PER_TICK);
+        }
+    }
+
+    /// memcached refuses items whose total size under *its* layout (48-byte
+    /// header, 8 more with CAS, NUL after the key, 4 bytes of non-zero
+    /// flags) exceeds `-I`.  Using the same rule keeps the largest storable
+    /// value identical to memcached's, whatever our own layout needs.
+    pub fn too_large(&self, nkey: usize, flags: u32, nbytes: usize) -> bool {
+        let cas = if self.use_cas { 8 } else { 0 };
+        let suffix = if flags != 0 { 4 } else { 0 };
+        48 + cas + nkey + 1 + suffix + nbytes > self.item_size_max
+    }
+
+    fn hdr(&self, h: u32) -> &ItemHeader {
+        self.arena.header::<ItemHeader>(h)
+    }
+
+    fn hdr_mut(&mut self, h: u32) -> &mut ItemHeader {
+        self.arena.header_mut::<ItemHeader>(h)
+    }
+
+    fn key(&self, h: u32) -> &[u8] {
+        let nkey = self.hdr(h).nkey as usize;
+        self.arena.bytes(h, HEADER, nkey)
+    }
+
+    /// Chained items sit on the LRU of the class their data fills.
+    fn lru_class(&self, h: u32) -> u8 {
+        if self.hdr(h).iflags & F_CHAINED != 0 {
+            self.arena.largest_class()
+        } else {
+            self.arena.class_of(h)
+        }
+    }
+
+    /// Handles of a chained item's data chunks, from its header chunk.
+    fn data_chunk(&self, h: u32, i: usize) -> u32 {
+        let nkey = self.hdr(h).nkey as usize;
+        let b = self.arena.bytes(h, HEADER + nkey + 4 * i, 4);
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    fn data_chunks(&self, h: u32) -> usize {
+        let hdr = self.hdr(h);
+        if hdr.iflags & F_CHAINED == 0 {
+            0
+        } else {
+            (hdr.nbytes as usize).div_ceil(self.arena.chunk_max())
+        }
+    }
+
+    /// Memory an item occupies (for the `bytes` stat).
+    fn footprint(&self, h: u32) -> u64 {
+        let chunks = self.data_chunks(h);
+        (self.arena.chunk_size(h) + chunks * self.arena.chunk_max()) as u64
+    }
+
+    fn is_flushed(&self, h: u32) -> bool {
+        let hdr = self.hdr(h);
+        self.oldest_live != 0
+            && self.oldest_live <= self.now
+            && (hdr.time <= self.oldest_live
+                || (self.oldest_cas != 0 && hdr.cas != 0 && hdr.cas < self.oldest_cas))
+    }
+
+    fn is_expired(&self, h: u32) -> bool {
+        let e = self.hdr(h).exptime;
+        e != 0 && e <= self.now
+    }
+
+    fn free_item(&mut self, h: u32) {
+        for i in 0..self.data_chunks(h) {
+            let c = self.data_chunk(h, i);
+            self.arena.free(c);
+        }
+        self.arena.free(h);
+    }
+
+    fn unlink(&mut self, h: u32, hv: u64) {
+        debug_assert!(self.hdr(h).iflags & F_LINKED != 0);
+        let class = self.lru_class(h);
+        self.index.remove(&mut self.arena, h, hv);
+        self.lru.unlink(&mut self.arena, class, h);
+        self.stats.curr_items -= 1;
+        self.stats.bytes -= self.footprint(h);
+        let hdr = self.hdr_mut(h);
+        hdr.iflags &= !F_LINKED;
+        if hdr.refcount == 0 {
+            self.free_item(h);
+        }
+    }
+
+    fn link(&mut self, h: u32, hv: u64) {
+        self.last_cas += u64::from(self.use_cas);
+        let cas = if self.use_cas { self.last_cas } else { 0 };
+        let now = self.now;
+        let hdr = self.hdr_mut(h);
+        hdr.iflags |= F_LINKED;
+        hdr.time = now;
+        hdr.cas = cas;
+        let class = self.lru_class(h);
+        self.index.insert(&mut self.arena, h, hv);
+        self.lru.link(&mut self.arena, class, h);
+        self.stats.curr_items += 1;
+        self.stats.total_items += 1;
+        self.stats.bytes += self.footprint(h);
+    }
+
+    fn replace(&mut self, old: u32, new: u32, hv: u64) {
+        if self.hdr(old).iflags & F_LINKED != 0 {
+            self.unlink(old, hv);
+        }
+        self.link(new, hv);
+    }
+
+    /// The live item under `key`, unlinking it first if it is expired or
+    /// flushed (memcached's lazy expiry).
+    fn lookup(&mut self, key: &[u8], hv: u64) -> u32 {
+        let h = self.index.find(&self.arena, key, hv);
+        self.check_live(h, hv)
+    }
+
+    /// `h` if it is still live, else [`NIL`] after unlinking it.
+    fn check_live(&mut self, h: u32, hv: u64) -> u32 {
+        if h == NIL {
+            return NIL;
+        }
+        if self.is_flushed(h) {
+            self.stats.get_flushed += 1;
+            self.unlink(h, hv);
+            return NIL;
+        }
+        if self.is_expired(h) {
+            self.stats.get_expired += 1;
+            self.unlink(h, hv);
+            return NIL;
+        }
+        h
+    }
+
+    /// memcached's `do_item_update`: refresh the access time and LRU
+    /// position at most once per update interval.
+    fn touch_lru(&mut self, h: u32) {
+        let now = self.now;
+        if self.hdr(h).time < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
+            self.hdr_mut(h).time = now;
+            let class = self.lru_class(h);
+            self.lru.bump(&mut self.arena, class, h);
+        }
+    }
+
+    /// Looks `key` up for reading: marks it fetched, bumps it (throttled),
+    /// applies a new exptime for `gat`/`touch`, and pins it.
+    pub fn get(&mut self, key: &[u8], new_exptime: Option<u32>) -> Option<ItemRef> {
+        let hv = hash(key);
+        let h = self.lookup(key, hv);
+        if h == NIL {
+            return None;
+        }
+        let hdr = self.hdr_mut(h);
+        hdr.iflags |= F_FETCHED | F_ACTIVE;
+        if let Some(e) = new_exptime {
+            hdr.exptime = e;
+        }
+        hdr.refcount += 1;
+        self.touch_lru(h);
+        Some(ItemRef(h))
+    }
+
+    /// `touch`: sets a new exptime; whether the key was there.
+    pub fn touch(&mut self, key: &[u8], exptime: u32) -> bool {
+        match self.get(key, Some(exptime)) {
+            Some(it) => {
+                self.release(it);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `delete`: whether the key was there.
+    pub fn delete(&mut self, key: &[u8]) -> bool {
+        let hv = hash(key);
+        let h = self.lookup(key, hv);
+        if h == NIL {
+            return false;
+        }
+        self.unlink(h, hv);
+        true
+    }
+
+    /// Gives back a reference; frees the item if it was the last one and
+    /// the item is no longer linked.
+    pub fn release(&mut self, it: ItemRef) {
+        let h = it.0;
+        let hdr = self.hdr_mut(h);
+        debug_assert!(hdr.refcount > 0);
+        hdr.refcount -= 1;
+        if hdr.refcount == 0 && hdr.iflags & F_LINKED == 0 {
+            self.free_item(h);
+        }
+    }
+
+    /// Frees room in `class` by reclaiming an expired item or evicting the
+    /// least recently used one from its tail.  Items that were read since
+    /// they last reached the tail get a second chance instead.
+    fn make_room(&mut self, class: u8) -> bool {
+        let mut h = self.lru.tail(class);
+        for _ in 0..EVICT_TRIES {
+            if h == NIL {
+                return false;
+            }
+            let prev = self.lru.prev(&self.arena, h);
+            let hdr = self.hdr(h);
+            let (refcount, iflags) = (hdr.refcount, hdr.iflags);
+            if refcount > 0 {
+                h = prev;
+                continue;
+            }
+            let hv = hash(self.key(h));
+            if self.is_expired(h) || self.is_flushed(h) {
+                self.stats.reclaimed += 1;
+                if iflags & F_FETCHED == 0 {
+                    self.stats.expired_unfetched += 1;
+                }
+                self.unlink(h, hv);
+                return true;
+            }
+            if iflags & F_ACTIVE != 0 {
+                self.hdr_mut(h).iflags &= !F_ACTIVE;
+                let c = self.lru_class(h);
+                self.lru.bump(&mut self.arena, c, h);
+                h = prev;
+                continue;
+            }
+            if !self.evict {
+                return false;
+            }
+            self.stats.evictions += 1;
+            if iflags & F_FETCHED == 0 {
+                self.stats.evicted_unfetched += 1;
+            }
+            self.unlink(h, hv);
+            return true;
+        }
+        false
+    }
+
+    fn alloc_chunk(&mut self, class: u8) -> Option<u32> {
+        let largest = self.arena.largest_class();
+        for _ in 0..EVICT_TRIES {
+            if let Some(h) = self.arena.alloc(class) {
+                return Some(h);
+            }
+            // Chained items hold chunks of other classes but sit on the
+            // largest class's list, so that list is the fallback.
+            if !self.make_room(class) && (class == largest || !self.make_room(largest)) {
+                return None;
+            }
+        }
+        self.arena.alloc(class)
+    }
+
+    /// A new, unlinked item with room for `nbytes` value bytes (the
+    /// trailing `\r\n` included), pinned once for the caller.
+    pub fn alloc(
+        &mut self,
+        key: &[u8],
+        flags: u32,
+        exptime: u32,
+        nbytes: usize,
+    ) -> Result<ItemRef, AllocError> {
+        if self.too_large(key.len(), flags, nbytes) || key.len() > u8::MAX as usize {
+            return Err(AllocError::TooLarge);
+        }
+        let chunk_max = self.arena.chunk_max();
+        let layout = Layout::of(key.len(), nbytes, chunk_max);
+        let class = self
+            .arena
+            .class_for(layout.head_bytes)
+            .ok_or(AllocError::TooLarge)?;
+        let Some(h) = self.alloc_chunk(class) else {
+            self.stats.outofmemory += 1;
+            return Err(AllocError::OutOfMemory);
+        };
+        {
+            let now = self.now;
+            let hdr = self.hdr_mut(h);
+            *hdr = ItemHeader {
+                prev: NIL,
+                next: NIL,
+                hnext: NIL,
+                time: now,
+                exptime,
+                nbytes: nbytes as u32,
+                flags,
+                refcount: 1,
+                nkey: key.len() as u8,
+                iflags: if layout.data_chunks > 0 { F_CHAINED } else { 0 },
+                cas: 0,
+            };
+        }
+        self.arena
+            .bytes_mut(h, HEADER, key.len())
+            .copy_from_slice(key);
+        let largest = self.arena.largest_class();
+        for i in 0..layout.data_chunks {
+            let Some(c) = self.alloc_chunk(largest) else {
+                for j in 0..i {
+                    let c = self.data_chunk(h, j);
+                    self.arena.free(c);
+                }
+                self.arena.free(h);
+                self.stats.outofmemory += 1;
+                return Err(AllocError::OutOfMemory);
+            };
+            self.arena
+                .bytes_mut(h, HEADER + key.len() + 4 * i, 4)
+                .copy_from_slice(&c.to_ne_bytes());
+        }
+        Ok(ItemRef(h))
+    }
+
+    /// Where value byte `offset` lives: `(chunk, offset in chunk, bytes of
+    /// the value from there to the end of that chunk)`.
+    fn value_at(&self, h: u32, offset: usize) -> (u32, usize, usize) {
+        let hdr = self.hdr(h);
+        let nbytes = hdr.nbytes as usize;
+        debug_assert!(offset <= nbytes);
+        if hdr.iflags & F_CHAINED == 0 {
+            let start = HEADER + hdr.nkey as usize;
+            return (h, start + offset, nbytes - offset);
+        }
+        let chunk_max = self.arena.chunk_max();
+        let i = offset / chunk_max;
+        let within = offset % chunk_max;
+        if i * chunk_max == nbytes {
+            return (h, 0, 0);
+        }
+        let len = chunk_max.min(nbytes - i * chunk_max) - within;
+        (self.data_chunk(h, i), within, len)
+    }
+
+    /// The writable value bytes from `offset` to the end of their chunk;
+    /// reads from the network land here directly.
+    pub fn value_mut(&mut self, it: &ItemRef, offset: usize) -> &mut [u8] {
+        let (c, off, len) = self.value_at(it.0, offset);
+        self.arena.bytes_mut(c, off, len)
+    }
+
+    /// The value bytes from `offset` to the end of their chunk.
+    pub fn value(&self, it: &ItemRef, offset: usize) -> &[u8] {
+        let (c, off, len) = self.value_at(it.0, offset);
+        self.arena.bytes(c, off, len)
+    }
+
+    /// Value length including the trailing `\r\n`.
+    pub fn nbytes(&self, it: &ItemRef) -> usize {
+        self.hdr(it.0).nbytes as usize
+    }
+
+    fn value_byte(&self, h: u32, offset: usize) -> u8 {
+        let (c, off, _) = self.value_at(h, offset);
+        self.arena.bytes(c, off, 1)[0]
+    }
+
+    /// Whether the value block ends in `\r\n` as the protocol demands.
+    pub fn ends_with_crlf(&self, it: &ItemRef) -> bool {
+        let n = self.nbytes(it);
+        n >= 2 && self.value_byte(it.0, n - 2) == b'\r' && self.value_byte(it.0, n - 1) == b'\n'
+    }
+
+    pub fn view(&self, it: &ItemRef) -> ItemView<'_> {
+        let hdr = self.hdr(it.0);
+        ItemView {
+            key: self.key(it.0),
+            flags: hdr.flags,
+            len: hdr.nbytes as usize - 2,
+            cas: hdr.cas,
+        }
+    }
+
+    /// Copies `len` value bytes of `src` from `src_off` into `dst` at
+    /// `dst_off`, chunk piece by chunk piece.
+    fn copy_value(
+        &mut self,
+        src: u32,
+        mut src_off: usize,
+        dst: u32,
+        mut dst_off: usize,
+        len: usize,
+    ) {
+        let mut left = len;
+        while left > 0 {
+            let (sc, so, sl) = self.value_at(src, src_off);
+            let (dc, doff, dl) = self.value_at(dst, dst_off);
+            let n = left.min(sl).min(dl);
+            self.arena.copy((sc, so), (dc, doff), n);
+            src_off += n;
+            dst_off += n;
+            left -= n;
+        }
+    }
+
+    /// Links the new item `it` according to `mode`, as memcached's
+    /// `do_store_item`, and releases the caller's reference.
+    pub fn store(&mut self, it: ItemRef, mode: StoreMode, cas_in: u64) -> Stored {
+        let h = it.0;
+        let hv = hash(self.key(h));
+        let found = self.index.find(&self.arena, self.key(h), hv);
+        let old = self.check_live(found, hv);
+        let it_cas = if self.use_cas { cas_in } else { 0 };
+        let result = if old != NIL {
+            let old_cas = self.hdr(old).cas;
+            let cas_match = it_cas != 0 && it_cas == old_cas;
+            let cas_bad = it_cas != 0 && it_cas != old_cas;
+            match mode {
+                StoreMode::Add => {
+                    self.touch_lru(old);
+                    Stored::NotStored
+                }
+                StoreMode::Cas if cas_match => {
+                    self.stats.cas_hits += 1;
+                    self.replace(old, h, hv);
+                    Stored::Stored
+                }
+                StoreMode::Cas => {
+                    self.stats.cas_badval += 1;
+                    Stored::Exists
+                }
+                StoreMode::Append | StoreMode::Prepend if cas_bad => Stored::Exists,
+                StoreMode::Append | StoreMode::Prepend => self.concat(old, h, hv, mode),
+                StoreMode::Replace | StoreMode::Set => {
+                    self.replace(old, h, hv);
+                    Stored::Stored
+                }
+            }
+        } else {
+            match mode {
+                StoreMode::Add | StoreMode::Set => {
+                    self.link(h, hv);
+                    Stored::Stored
+                }
+                StoreMode::Cas => {
+                    self.stats.cas_misses += 1;
+                    Stored::NotFound
+                }
+                StoreMode::Replace | StoreMode::Append | StoreMode::Prepend => Stored::NotStored,
+            }
+        };
+        self.release(it);
+        result
+    }
+
+    /// Append or prepend `add` to `old` through a new item.
+    fn concat(&mut self, old: u32, add: u32, hv: u64, mode: StoreMode) -> Stored {
+        let (flags, exptime, old_n) = {
+            let o = self.hdr(old);
+            (o.flags, o.exptime, o.nbytes as usize)
+        };
+        let add_n = self.hdr(add).nbytes as usize;
+        let mut key_buf = [0u8; u8::MAX as usize];
+        let key = &mut key_buf[..self.hdr(old).nkey as usize];
+        key.copy_from_slice(self.key(old));
+        // Pin `old` so that making room for the new item cannot free it.
+        self.hdr_mut(old).refcount += 1;
+        let new = self.alloc(key, flags, exptime, old_n + add_n - 2);
+        let result = match new {
+            Ok(new) => {
+                let n = new.0;
+                if mode == StoreMode::Append {
+                    self.copy_value(old, 0, n, 0, old_n - 2);
+                    self.copy_value(add, 0, n, old_n - 2, add_n);
+                } else {
+                    self.copy_value(add, 0, n, 0, add_n - 2);
+                    self.copy_value(old, 0, n, add_n - 2, old_n);
+                }
+                self.replace(old, n, hv);
+                self.release(new);
+                Stored::Stored
+            }
+            Err(_) => Stored::NotStored,
+        };
+        self.release(ItemRef(old));
+        result
+    }
+
+    /// Unlinks whatever is stored under `key` (memcached does this when a
+    /// `set` fails, so a stale value cannot outlive a failed overwrite).
+    pub fn unlink_key(&mut self, key: &[u8]) {
+        let hv = hash(key);
+        let h = self.index.find(&self.arena, key, hv);
+        if h != NIL {
+            self.unlink(h, hv);
+        }
+    }
+
+    /// `incr`/`decr` with memcached's parsing, wrap and floor.
+    pub fn arith(&mut self, key: &[u8], incr: bool, delta: u64) -> Arith {
+        let hv = hash(key);
+        let h = self.lookup(key, hv);
+        if h == NIL {
+            return Arith::NotFound;
+        }
+        let (nbytes, iflags, refcount) = {
+            let hdr = self.hdr(h);
+            (hdr.nbytes as usize, hdr.iflags, hdr.refcount)
+        };
+        if nbytes <= 2 || iflags & F_CHAINED != 0 {
+            return Arith::NonNumeric;
+        }
+        let (c, off, len) = self.value_at(h, 0);
+        let Some(value) = crate::numbers::strtoull(self.arena.bytes(c, off, len)) else {
+            return Arith::NonNumeric;
+        };
+        let value = if incr {
+            value.wrapping_add(delta)
+        } else {
+            value.saturating_sub(delta)
+        };
+        let mut digits = [0u8; 20];
+        let digits = crate::numbers::u64_digits(value, &mut digits);
+        let res = digits.len();
+        if res + 2 <= nbytes && refcount == 0 {
+            self.last_cas += u64::from(self.use_cas);
+            let cas = if self.use_cas { self.last_cas } else { 0 };
+            self.hdr_mut(h).cas = cas;
+            let buf = self.arena.bytes_mut(c, off, nbytes - 2);
+            buf[..res].copy_from_slice(digits);
+            buf[res..].fill(b' ');
+            self.touch_lru(h);
+        } else {
+            let (flags, exptime) = {
+                let hdr = self.hdr(h);
+                (hdr.flags, hdr.exptime)
+            };
+            self.hdr_mut(h).refcount += 1;
+            let new = self.alloc(key, flags, exptime, res + 2);
+            let out = match new {
+                Ok(new) => {
+                    let v = self.value_mut(&new, 0);
+                    v[..res].copy_from_slice(digits);
+                    v[res..res + 2].copy_from_slice(b"\r\n");
+                    self.replace(h, new.0, hv);
+                    self.release(new);
+                    None
+                }
+                Err(_) => Some(Arith::OutOfMemory),
+            };
+            self.release(ItemRef(h));
+            if let Some(e) = out {
+                return e;
+            }
+        }
+        Arith::Value(value)
+    }
+
+    /// `flush_all`: items last stored or bumped before `new_oldest` stop
+    /// being visible once that time has come.
+    pub fn flush_all(&mut self, new_oldest: u32) {
+        if self.use_cas {
+            self.oldest_live = new_oldest.wrapping_sub(1);
+            if self.oldest_live <= self.now {
+                self.last_cas += 1;
+                self.oldest_cas = self.last_cas;
+            }
+        } else {
+            self.oldest_live = new_oldest;
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Command line: memcached's options, defaults and checks.
+//!
+//! Every option memcached 1.6 accepts is recognised.  Those rmemcached
+//! implements behave as memcached's do; the rest are refused with a message
+//! naming them, so nothing is silently ignored.  Numbers are read the way
+//! memcached reads them (`atoi`: `-m 64m` is 64 megabytes).
+
+use getopts::Options;
+
+/// What memcached reports as its version; clients gate features on it.
+pub const MEMCACHED_VERSION: &str = "1.6.18";
+/// This program's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Settings for one server run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub listen: Vec<String>,
+    pub daemonize: bool,
+    pub user: Option<String>,
+    pub maxbytes: usize,
+    pub evict_to_free: bool,
+    pub maxconns: usize,
+    pub lock_memory: bool,
+    pub verbose: u32,
+    pub pidfile: Option<String>,
+    pub factor: f64,
+    pub chunk_size: usize,
+    pub threads: u32,
+    pub reqs_per_event: u32,
+    pub use_cas: bool,
+    pub backlog: i32,
+    pub item_size_max: usize,
+    pub flush_enabled: bool,
+    pub dump_enabled: bool,
+    pub watch_enabled: bool,
+    pub shutdown_enabled: bool,
+    pub coredumps: bool,
+    pub idle_timeout: u32,
+    pub hashpower_init: u32,
+    pub hash_expand: bool,
+    pub slab_chunk_max: usize,
+    pub slab_page_size: usize,
+    pub maxconns_fast: bool,
+    pub track_sizes: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: 11211,
+            listen: Vec::new(),
+            daemonize: false,
+            user: None,
+            maxbytes: 64 * 1024 * 1024,
+            evict_to_free: true,
+            maxconns: 1024,
+            lock_memory: false,
+            verbose: 0,
+            pidfile: None,
+            factor: 1.25,
+            chunk_size: 48,
+            threads: 4,
+            reqs_per_event: 20,
+            use_cas: true,
+            backlog: 1024,
+            item_size_max: 1024 * 1024,
+            flush_enabled: true,
+            dump_enabled: true,
+            watch_enabled: true,
+            shutdown_enabled: false,
+            coredumps: false,
+            idle_timeout: 0,
+            hashpower_init: 0,
+            hash_expand: true,
+            slab_chunk_max: 512 * 1024,
+            slab_page_size: 1024 * 1024,
+            maxconns_fast: true,
+            track_sizes: false,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Config>),
+    /// Print this on stdout and exit 0 (`-h`, `-V`, `-i`).
+    Print(String),
+}
+
+/// A refused command line: the message and the exit status (memcached
+/// uses `EX_USAGE`, 64).
+#[derive(Debug)]
+pub struct Refused(pub String, pub i32);
+
+const EX_USAGE: i32 = 64;
+
+fn refuse(msg: impl Into<String>) -> Refused {
+    Refused(msg.into(), EX_USAGE)
+}
+
+/// C `atoi`: leading white space, a sign, digits; junk after is ignored.
+pub fn atoi(s: &str) -> i64 {
+    let b = s.trim_start().as_bytes();
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        Some(b'+') => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let mut v: i64 = 0;
+    for &d in digits.iter().take_while(|d| d.is_ascii_digit()) {
+        v = v.saturating_mul(10).saturating_add(i64::from(d - b'0'));
+    }
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+/// A size with memcached's optional `k`/`m` suffix (`-I`, `slab_chunk_max`).
+fn size_with_unit(s: &str) -> i64 {
+    match s.as_bytes().last() {
+        Some(b'k' | b'K') => atoi(&s[..s.len() - 1]) * 1024,
+        Some(b'm' | b'M') => atoi(&s[..s.len() - 1]) * 1024 * 1024,
+        _ => atoi(s),
+    }
+}
+
+fn options() -> Options {
+    let mut o = Options::new();
+    o.optopt(
+        "p",
+        "port",
+        "TCP port to listen on (default: 11211)",
+        "<num>",
+    );
+    o.optopt(
+        "U",
+        "udp-port",
+        "UDP port to listen on (default: 0, off)",
+        "<num>",
+    );
+    o.optopt(
+        "s",
+        "unix-socket",
+        "UNIX socket to listen on (not yet supported)",
+        "<file>",
+    );
+    o.optopt(
+        "a",
+        "unix-mask",
+        "access mask for UNIX socket, in octal",
+        "<mask>",
+    );
+    o.optflag("A", "enable-shutdown", "enable ascii \"shutdown\" command");
+    o.optmulti(
+        "l",
+        "listen",
+        "interface to listen on (default: INADDR_ANY)",
+        "<addr>",
+    );
+    o.optflag("d", "daemon", "run as a daemon");
+    o.optflag("r", "enable-coredumps", "maximize core file limit");
+    o.optopt(
+        "u",
+        "user",
+        "assume identity of <username> (only when run as root)",
+        "<user>",
+    );
+    o.optopt(
+        "m",
+        "memory-limit",
+        "item memory in megabytes (default: 64)",
+        "<num>",
+    );
+    o.optflag(
+        "M",
+        "disable-evictions",
+        "return error on memory exhausted instead of evicting",
+    );
+    o.optopt(
+        "c",
+        "conn-limit",
+        "max simultaneous connections (default: 1024)",
+        "<num>",
+    );
+    o.optflag("k", "lock-memory", "lock down all paged memory");
+    o.optflagmulti(
+        "v",
+        "verbose",
+        "verbose (print errors/warnings while in event loop)",
+    );
+    o.optflag("h", "help", "print this help and exit");
+    o.optflag("i", "license", "print memcached and libevent license");
+    o.optflag("V", "version", "print version and exit");
+    o.optopt(
+        "P",
+        "pidfile",
+        "save PID in <file>, only used with -d option",
+        "<file>",
+    );
+    o.optopt(
+        "f",
+        "slab-growth-factor",
+        "chunk size growth factor (default: 1.25)",
+        "<factor>",
+    );
+    o.optopt(
+        "n",
+        "slab-min-size",
+        "min space used for key+value+flags (default: 48)",
+        "<bytes>",
+    );
+    o.optflag(
+        "L",
+        "enable-largepages",
+        "try to use large memory pages (not yet supported)",
+    );
+    o.optopt(
+        "D",
+        "",
+        "use <char> as the delimiter between key prefixes and IDs (not yet supported)",
+        "<char>",
+    );
+    o.optopt(
+        "t",
+        "threads",
+        "accepted for compatibility: one event loop serves all connections",
+        "<num>",
+    );
+    o.optopt(
+        "R",
+        "max-reqs-per-event",
+        "maximum number of requests per event (default: 20)",
+        "<num>",
+    );
+    o.optflag("C", "disable-cas", "disable use of CAS");
+    o.optopt(
+        "b",
+        "listen-backlog",
+        "set the backlog queue limit (default: 1024)",
+        "<num>",
+    );
+    o.optopt(
+        "B",
+        "protocol",
+        "protocol - one of ascii, binary, or auto (default: auto)",
+        "<name>",
+    );
+    o.optopt(
+        "I",
+        "max-item-size",
+        "adjusts max item size (default: 1m, min: 1k, max: 1024m)",
+        "<num>",
+    );
+    o.optflag(
+        "S",
+        "enable-sasl",
+        "turn on Sasl authentication (not yet supported)",
+    );
+    o.optflag("F", "disable-flush-all", "disable flush_all command");
+    o.optflag(
+        "X",
+        "disable-dumping",
+        "disable stats cachedump and lru_crawler metadump",
+    );
+    o.optflag(
+        "W",
+        "disable-watch",
+        "disable watch commands (live logging)",
+    );
+    o.optopt(
+        "Y",
+        "auth-file",
+        "(EXPERIMENTAL) enable ASCII protocol authentication (not yet supported)",
+        "<file>",
+    );
+    o.optopt(
+        "e",
+        "memory-file",
+        "(EXPERIMENTAL) mmap a file for item memory (not supported)",
+        "<file>",
+    );
+    o.optflag("Z", "enable-ssl", "enable TLS/SSL (not supported)");
+    o.optopt(
+        "N",
+        "napi-ids",
+        "number of napi ids (not supported)",
+        "<num>",
+    );
+    o.optmulti(
+        "o",
+        "extended",
+        "comma separated list of extended options",
+        "<opts>",
+    );
+    o
+}
+
+/// The `-h` text.
+pub fn usage() -> String {
+    let brief = format!(
+        "rmemcached {VERSION} (memcached {MEMCACHED_VERSION} compatible)\n\
+         One single-threaded event loop serves every connection; -t is accepted and\n\
+         reported in stats, but does not start threads.\n\n\
+         Usage: rmemcached [options]"
+    );
+    let mut text = options().usage(&brief);
+    text.push_str(
+        "\n-o, --extended options (comma separated):\n\
+         \x20  - idle_timeout:          timeout for idle connections (default: 0, off)\n\
+         \x20  - hashpower:             initial hash table power (default: 16)\n\
+         \x20  - no_hashexpand:         do not grow the hash table\n\
+         \x20  - slab_chunk_max:        largest chunk size (default: 512k)\n\
+         \x20  - maxconns_fast:         reject new connections over the limit at once (default)\n\
+         \x20  - no_maxconns_fast:      pause accepting instead\n\
+         \x20  - track_sizes:           enable `stats sizes`\n",
+    );
+    text
+}
+
+fn license() -> String {
+    format!(
+        "rmemcached {VERSION}: a memcached-compatible server written from scratch in Rust.\n\
+         Protocol and behaviour follow memcached {MEMCACHED_VERSION} (BSD licensed, \
+         Copyright (c) 2003, Danga Interactive, Inc.).\n"
+    )
+}
+
+/// Parses `args` (without the program name).
+pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
+    let m = options().parse(args).map_err(|e| {
+        refuse(format!(
+            "rmemcached: {e}\nTry `rmemcached -h' for more information."
+        ))
+    })?;
+    if let Some(extra) = m.free.first() {
+        return Err(refuse(format!(
+            "rmemcached: unexpected argument \"{extra}\""
+        )));
+    }
+    if m.opt_present("h") {
+        return Ok(Parsed::Print(usage()));
+    }
+    if m.opt_present("V") {
+        return Ok(Parsed::Print(format!(
+            "rmemcached {VERSION} (memcached {MEMCACHED_VERSION})\n"
+        )));
+    }
+    if m.opt_present("i") {
+        return Ok(Parsed::Print(license()));
+    }
+    for (flag, what) in [
+        ("s", "-s (unix sockets)"),
+        ("a", "-a (unix socket mask)"),
+        ("L", "-L (large pages)"),
+        ("D", "-D (stats detail prefixes)"),
+        ("S", "-S (SASL)"),
+        ("Y", "-Y (ASCII authentication)"),
+        ("e", "-e (memory file)"),
+        ("Z", "-Z (TLS)"),
+        ("N", "-N (NAPI ids)"),
+    ] {
+        if m.opt_present(flag) {
+            return Err(refuse(format!("rmemcached: {what} is not supported yet")));
+        }
+    }
+
+    let mut c = Config::default();
+    let num = |flag: &str| m.opt_str(flag).map(|v| atoi(&v));
+    if let Some(p) = num("p") {
+        c.port = u16::try_from(p).map_err(|_| refuse(format!("rmemcached: invalid port {p}")))?;
+    }
+    if let Some(u) = num("U") {
+        if u != 0 {
+            return Err(refuse(
+                "rmemcached: -U (UDP) is not supported yet; use -U 0",
+            ));
+        }
+    }
+    for l in m.opt_strs("l") {
+        c.listen
+            .extend(l.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+    }
+    c.daemonize = m.opt_present("d");
+    c.coredumps = m.opt_present("r");
+    c.user = m.opt_str("u");
+    if let Some(mb) = num("m") {
+        if mb <= 0 {
+            return Err(refuse("rmemcached: -m must be greater than 0"));
+        }
+        c.maxbytes = (mb as usize).saturating_mul(1024 * 1024);
+    }
+    c.evict_to_free = !m.opt_present("M");
+    if let Some(n) = num("c") {
+        if n <= 0 {
+            return Err(refuse("Maximum connections must be greater than 0"));
+        }
+        c.maxconns = n as usize;
+    }
+    c.lock_memory = m.opt_present("k");
+    c.verbose = m.opt_count("v") as u32;
+    c.pidfile = m.opt_str("P");
+    if let Some(f) = m.opt_str("f") {
+        c.factor = f.trim().parse::<f64>().unwrap_or(0.0);
+        if c.factor <= 1.0 {
+            return Err(refuse("Factor must be greater than 1"));
+        }
+    }
+    if let Some(n) = num("n") {
+        if n <= 0 {
+            return Err(refuse("Chunk size must be greater than 0"));
+        }
+        c.chunk_size = n as usize;
+    }
+    if let Some(t) = num("t") {
+        if t <= 0 {
+            return Err(refuse("Number of threads must be greater than 0"));
+        }
+        c.threads = t as u32;
+    }
+    if let Some(r) = num("R") {
+        if r <= 0 {
+            return Err(refuse(
+                "Number of requests per event must be greater than 0",
+            ));
+        }
+        c.reqs_per_event = r as u32;
+    }
+    c.use_cas = !m.opt_present("C");
+    if let Some(b) = num("b") {
+        c.backlog = b as i32;
+    }
+    match m.opt_str("B").as_deref() {
+        None | Some("auto") | Some("ascii") => {}
+        Some("binary") => {
+            return Err(refuse("rmemcached: -B binary is not supported yet"));
+        }
+        Some(other) => {
+            return Err(refuse(format!(
+                "Invalid value for binding protocol: {other}\n -- should be one of auto, binary, or ascii"
+            )))
+        }
+    }
+    let mut chunk_max_set = false;
+    if let Some(i) = m.opt_str("I") {
+        let v = size_with_unit(&i);
+        if v < 0 {
+            return Err(refuse("Item max size cannot be less than 1024 bytes."));
+        }
+        c.item_size_max = v as usize;
+    }
+    c.flush_enabled = !m.opt_present("F");
+    c.dump_enabled = !m.opt_present("X");
+    c.watch_enabled = !m.opt_present("W");
+    c.shutdown_enabled = m.opt_present("A");
+
+    for group in m.opt_strs("o") {
+        for opt in group.split(',').filter(|s| !s.is_empty()) {
+            let (key, val) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt, None),
+            };
+            let need = |v: Option<&str>| {
+                v.ok_or_else(|| refuse(format!("rmemcached: -o {key} needs a value")))
+                    .map(str::to_owned)
+            };
+            match key {
+                "idle_timeout" => c.idle_timeout = atoi(&need(val)?).max(0) as u32,
+                "hashpower" => {
+                    let hp = atoi(&need(val)?);
+                    if !(12..=32).contains(&hp) {
+                        return Err(refuse("Initial hashtable multiplier of 16 is too low"));
+                    }
+                    c.hashpower_init = hp as u32;
+                }
+                "no_hashexpand" => c.hash_expand = false,
+                "slab_chunk_max" => {
+                    c.slab_chunk_max = size_with_unit(&need(val)?).max(0) as usize;
+                    chunk_max_set = true;
+                }
+                "maxconns_fast" => c.maxconns_fast = true,
+                "no_maxconns_fast" => c.maxconns_fast = false,
+                "track_sizes" => c.track_sizes = true,
+                _ => {
+                    return Err(refuse(format!(
+                        "rmemcached: extended option \"{key}\" is not supported yet"
+                    )))
+                }
+            }
+        }
+    }
+
+    // memcached's consistency checks, with its messages.
+    if c.item_size_max < 1024 {
+        return Err(refuse("Item max size cannot be less than 1024 bytes."));
+    }
+    if c.item_size_max > c.maxbytes / 2 {
+        return Err(refuse(
+            "Cannot set item size limit higher than 1/2 of memory max.",
+        ));
+    }
+    if c.item_size_max > 1024 * 1024 * 1024 {
+        return Err(refuse("Cannot set item size limit higher than a gigabyte."));
+    }
+    if !chunk_max_set && c.slab_chunk_max > c.item_size_max {
+        c.slab_chunk_max = c.item_size_max;
+    }
+    if c.slab_chunk_max > c.item_size_max {
+        return Err(refuse(format!(
+            "slab_chunk_max (bytes: {}) cannot be larger than -I (item_size_max {})",
+            c.slab_chunk_max, c.item_size_max
+        )));
+    }
+    if c.slab_chunk_max == 0 || c.item_size_max % c.slab_chunk_max != 0 {
+        return Err(refuse(format!(
+            "-I (item_size_max: {}) must be evenly divisible by slab_chunk_max (bytes: {})",
+            c.item_size_max, c.slab_chunk_max
+        )));
+    }
+    if c.slab_page_size % c.slab_chunk_max != 0 {
+        return Err(refuse(format!(
+            "slab_chunk_max (bytes: {}) must divide evenly into {} (slab_page_size)",
+            c.slab_chunk_max, c.slab_page_size
+        )));
+    }
+    Ok(Parsed::Run(Box::new(c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Config {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&args) {
+            Ok(Parsed::Run(c)) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn seed_command_lines() {
+        let c = run(&[
+            "-d",
+            "-m",
+            "1024",
+            "-u",
+            "memcache",
+            "-l",
+            "127.0.0.1",
+            "-p",
+            "11211",
+            "-c",
+            "1024",
+            "-P",
+            "/tmp/memcached.pid",
+        ]);
+        assert_eq!(c.maxbytes, 1024 << 20);
+        assert_eq!(c.maxconns, 1024);
+        assert!(c.daemonize);
+        assert_eq!(c.user.as_deref(), Some("memcache"));
+        assert_eq!(c.listen, vec!["127.0.0.1"]);
+        let c = run(&["-p", "11211", "-m", "64m", "-d"]);
+        assert_eq!(c.maxbytes, 64 << 20);
+    }
+
+    #[test]
+    fn lists_units_and_verbosity() {
+        let c = run(&["-l", "127.0.0.1,::1", "-l", "127.0.0.2", "-vv", "-I", "2m"]);
+        assert_eq!(c.listen, vec!["127.0.0.1", "::1", "127.0.0.2"]);
+        assert_eq!(c.verbose, 2);
+        assert_eq!(c.item_size_max, 2 << 20);
+        assert_eq!(c.slab_chunk_max, 512 * 1024);
+        let c = run(&["-I", "1k"]);
+        assert_eq!(c.slab_chunk_max, 1024);
+    }
+
+    #[test]
+    fn refusals() {
+        for args in [
+            &["-j"][..],
+            &["--no-such-option"],
+            &["-S"],
+            &["-U", "11211"],
+            &["-o", "modern"],
+            &["-I", "512"],
+            &["-f", "1"],
+        ] {
+            let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            assert!(parse(&a).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Executes text-protocol commands against the cache and queues replies.
+//!
+//! Replies are memcached's exact strings.  `noreply` suppresses every reply
+//! of the command it is on, errors included, as in memcached's text
+//! protocol.  Counters are bumped where memcached bumps them.
+
+use super::out::OutQueue;
+use super::{Ctx, PendingStore};
+use crate::cache::{AllocError, Arith, StoreMode, Stored};
+use crate::config::MEMCACHED_VERSION;
+use crate::numbers::push_u64;
+use crate::proto::text::{self, Command, StoreCmd, KEY_MAX_LENGTH};
+
+/// What the connection does after a command.
+pub(super) enum After {
+    /// Parse the next command.
+    Next,
+    /// Read the value of a storage command.
+    Read(PendingStore),
+    /// Discard this many bytes (a refused value and its `\r\n`).
+    Swallow(usize),
+    /// Send what is queued, then close (`quit`).
+    CloseAfterWrite,
+    /// Close now.
+    Close,
+}
+
+/// memcached's `MAX_VERBOSITY_LEVEL`.
+const MAX_VERBOSITY: u32 = 2;
+
+fn reply(out: &mut OutQueue, text: &str, noreply: bool) {
+    if !noreply {
+        out.line(text.as_bytes());
+    }
+}
+
+/// Runs one command.
+pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
+    match cmd {
+        Command::Get { keys, cas, touch } => get(keys, cas, touch, out, ctx),
+        Command::Store(s) => store(s, out, ctx),
+        Command::Touch {
+            key,
+            exptime,
+            noreply,
+        } => {
+            ctx.counters.cmd_touch += 1;
+            let e = ctx.clock.realtime(exptime);
+            if ctx.cache.touch(key, e) {
+                ctx.counters.touch_hits += 1;
+                reply(out, "TOUCHED", noreply);
+            } else {
+                ctx.counters.touch_misses += 1;
+                reply(out, "NOT_FOUND", noreply);
+            }
+            After::Next
+        }
+        Command::Delete { key, noreply } => {
+            if ctx.cache.delete(key) {
+                ctx.counters.delete_hits += 1;
+                reply(out, "DELETED", noreply);
+            } else {
+                ctx.counters.delete_misses += 1;
+                reply(out, "NOT_FOUND", noreply);
+            }
+            After::Next
+        }
+        Command::Arith {
+            key,
+            delta,
+            incr,
+            noreply,
+        } => {
+            match ctx.cache.arith(key, incr, delta) {
+                Arith::Value(v) => {
+                    if incr {
+                        ctx.counters.incr_hits += 1;
+                    } else {
+                        ctx.counters.decr_hits += 1;
+                    }
+                    if !noreply {
+                        push_u64(out.text(), v);
+                        out.text().extend_from_slice(b"\r\n");
+                        out.commit();
+                    }
+                }
+                Arith::NotFound => {
+                    if incr {
+                        ctx.counters.incr_misses += 1;
+                    } else {
+                        ctx.counters.decr_misses += 1;
+                    }
+                    reply(out, "NOT_FOUND", noreply);
+                }
+                Arith::NonNumeric => reply(
+                    out,
+                    "CLIENT_ERROR cannot increment or decrement non-numeric value",
+                    noreply,
+                ),
+                Arith::OutOfMemory => reply(out, "SERVER_ERROR out of memory", noreply),
+            }
+            After::Next
+        }
+        Command::FlushAll { delay, noreply } => {
+            ctx.counters.cmd_flush += 1;
+            if !ctx.cfg.flush_enabled {
+                reply(out, "CLIENT_ERROR flush_all not allowed", noreply);
+                return After::Next;
+            }
+            let Some(delay) = delay else {
+                reply(out, "CLIENT_ERROR invalid exptime argument", noreply);
+                return After::Next;
+            };
+            let new_oldest = if delay > 0 {
+                ctx.clock.realtime(delay)
+            } else {
+                ctx.clock.now()
+            };
+            ctx.cache.flush_all(new_oldest);
+            reply(out, "OK", noreply);
+            After::Next
+        }
+        Command::Version => {
+            let t = out.text();
+            t.extend_from_slice(b"VERSION ");
+            t.extend_from_slice(MEMCACHED_VERSION.as_bytes());
+            t.extend_from_slice(b"\r\n");
+            out.commit();
+            After::Next
+        }
+        Command::Quit => After::CloseAfterWrite,
+        Command::Verbosity { level, noreply } => {
+            ctx.cfg.verbose = level.min(MAX_VERBOSITY);
+            reply(out, "OK", noreply);
+            After::Next
+        }
+        Command::Stats(t) => {
+            crate::report::stats(&t, out, ctx);
+            After::Next
+        }
+        Command::Shutdown(t) => {
+            if !ctx.cfg.shutdown_enabled {
+                reply(out, "ERROR: shutdown not enabled", false);
+                return After::Next;
+            }
+            if t.len() == 1 || (t.len() == 2 && t.get(1) == b"graceful") {
+                *ctx.shutdown = true;
+                return After::Close;
+            }
+            reply(out, "CLIENT_ERROR invalid shutdown mode", false);
+            After::Next
+        }
+        Command::CacheMemlimit { megabytes, noreply } => {
+            match megabytes {
+                None => reply(out, "ERROR", noreply),
+                Some(mb) if mb < 8 => reply(
+                    out,
+                    "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m",
+                    noreply,
+                ),
+                Some(mb) if mb > 1_000_000_000 => reply(
+                    out,
+                    "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes",
+                    noreply,
+                ),
+                Some(mb) => {
+                    let bytes = mb as usize * 1024 * 1024;
+                    ctx.cache.set_mem_limit(bytes);
+                    ctx.cfg.maxbytes = bytes;
+                    reply(out, "OK", noreply);
+                }
+            }
+            After::Next
+        }
+        Command::Reply { text, noreply } => {
+            reply(out, text, noreply);
+            After::Next
+        }
+        Command::Close => After::Close,
+    }
+}
+
+fn get(region: &[u8], cas: bool, touch: Option<i32>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
+    let new_exptime = touch.map(|e| ctx.clock.realtime(e));
+    for key in text::keys(region) {
+        if key.len() > KEY_MAX_LENGTH {
+            // memcached drops every reply not yet sent, then reports the
+            // bad key alone.
+            out.drop_unsent(ctx.cache);
+            reply(out, "CLIENT_ERROR bad command line format", false);
+            return After::Next;
+        }
+        let hit = ctx.cache.get(key, new_exptime);
+        match (&hit, touch.is_some()) {
+            (Some(_), true) => {
+                ctx.counters.cmd_touch += 1;
+                ctx.counters.touch_hits += 1;
+            }
+            (None, true) => {
+                ctx.counters.cmd_touch += 1;
+                ctx.counters.touch_misses += 1;
+            }
+            (Some(_), false) => {
+                ctx.counters.cmd_get += 1;
+                ctx.counters.get_hits += 1;
+            }
+            (None, false) => {
+                ctx.counters.cmd_get += 1;
+                ctx.counters.get_misses += 1;
+            }
+        }
+        if let Some(it) = hit {
+            let v = ctx.cache.view(&it);
+            let t = out.text();
+            t.extend_from_slice(b"VALUE ");
+            t.extend_from_slice(v.key);
+            t.push(b' ');
+            push_u64(t, u64::from(v.flags));
+            t.push(b' ');
+            push_u64(t, v.len as u64);
+            if cas {
+                t.push(b' ');
+                push_u64(t, v.cas);
+            }
+            t.extend_from_slice(b"\r\n");
+            let len = v.len + 2;
+            out.item(it, len);
+        }
+    }
+    out.line(b"END");
+    After::Next
+}
+
+fn store(s: StoreCmd<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
+    let exptime = ctx.clock.realtime(s.exptime);
+    let nbytes = s.vlen + 2;
+    let mode = match s.mode {
+        text::StoreMode::Set => StoreMode::Set,
+        text::StoreMode::Add => StoreMode::Add,
+        text::StoreMode::Replace => StoreMode::Replace,
+        text::StoreMode::Append => StoreMode::Append,
+        text::StoreMode::Prepend => StoreMode::Prepend,
+        text::StoreMode::Cas => StoreMode::Cas,
+    };
+    match ctx.cache.alloc(s.key, s.flags, exptime, nbytes) {
+        Ok(item) => After::Read(PendingStore {
+            item,
+            got: 0,
+            nbytes,
+            mode,
+            cas: s.cas,
+            noreply: s.noreply,
+        }),
+        Err(e) => {
+            if e == AllocError::TooLarge {
+                ctx.counters.store_too_large += 1;
+                reply(out, "SERVER_ERROR object too large for cache", s.noreply);
+            } else {
+                ctx.counters.store_no_memory += 1;
+                reply(out, "SERVER_ERROR out of memory storing object", s.noreply);
+            }
+            // A failed set must not leave the old value visible.
+            if mode == StoreMode::Set {
+                ctx.cache.unlink_key(s.key);
+            }
+            After::Swallow(nbytes)
+        }
+    }
+}
+
+/// Finishes a storage command once its value is in the item.
+pub(super) fn complete_store(p: PendingStore, out: &mut OutQueue, ctx: &mut Ctx) {
+    ctx.counters.cmd_set += 1;
+    if !ctx.cache.ends_with_crlf(&p.item) {
+        ctx.cache.release(p.item);
+        reply(out, "CLIENT_ERROR bad data chunk", p.noreply);
+        return;
+    }
+    let text = match ctx.cache.store(p.item, p.mode, p.cas) {
+        Stored::Stored => "STORED",
+        Stored::NotStored => "NOT_STORED",
+        Stored::Exists => "EXISTS",
+        Stored::NotFound => "NOT_FOUND",
+    };
+    reply(out, text, p.noreply);
+}

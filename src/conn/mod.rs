@@ -1,0 +1,303 @@
+//! One client connection: a state machine over its socket.
+//!
+//! ```text
+//!            +------------------------------------------+
+//!            v                                          |
+//!   NewCommand --parse--> execute --(set ...)--> ReadValue --complete--+
+//!       |  ^                  |                                        |
+//!       |  |                  +--(too large / no memory)--> Swallow ---+
+//!       |  +---- need more: flush replies, read, or wait ----+
+//!       +--> Closing (quit after flush, EOF, junk, errors)
+//! ```
+//!
+//! Every transition happens in [`Conn::drive`], one `match` on the state.
+//! Replies are queued and flushed with one `writev` whenever the machine
+//! needs more input, so a pipelined batch costs one write.  While replies
+//! cannot be written the machine stops reading: a client that never reads
+//! cannot make the server buffer without bound.  Each drive handles at most
+//! `-R` commands; a connection with work left asks to be driven again after
+//! the others had their turn.
+
+mod commands;
+pub mod out;
+
+use mio::net::TcpStream;
+
+use crate::cache::{Cache, ItemRef};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::proto::text::{self, Parsed};
+use crate::reactor::io::{read, ReadResult};
+use crate::stats::Counters;
+use out::{Flush, OutQueue};
+
+/// Read buffer size (memcached's `READ_BUFFER_SIZE`).
+const READ_BUFFER: usize = 16 * 1024;
+/// A multi-get line may grow the read buffer up to this before the
+/// connection is dropped (memcached has no bound at all).
+const MAX_LINE: usize = 32 * 1024 * 1024;
+/// Unsent reply bytes above which the machine writes before it parses on.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+
+/// Where the state machine stands.
+enum State {
+    /// Parse the next command from the read buffer.
+    NewCommand,
+    /// Read a storage command's value into its item.
+    ReadValue(PendingStore),
+    /// Discard the value of a refused storage command.
+    Swallow { left: usize },
+    /// Close once the connection is driven again (or now).
+    Closing,
+}
+
+/// A storage command waiting for its value bytes.
+struct PendingStore {
+    item: ItemRef,
+    /// Value bytes received so far (of `nbytes`, the `\r\n` included).
+    got: usize,
+    nbytes: usize,
+    mode: crate::cache::StoreMode,
+    cas: u64,
+    noreply: bool,
+}
+
+/// What the server should do with a connection after driving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for readiness.
+    Wait,
+    /// Work is left but the request budget is spent: drive again soon.
+    Yield,
+    /// Close the connection.
+    Close,
+}
+
+/// Server-level facts a connection may report (`stats`).
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    pub curr_connections: u64,
+    pub connection_structures: u64,
+    pub reserved_fds: u64,
+    pub accepting: bool,
+}
+
+/// Everything a connection works with besides its own socket.
+pub struct Ctx<'a> {
+    pub cache: &'a mut Cache,
+    pub counters: &'a mut Counters,
+    pub clock: &'a Clock,
+    pub cfg: &'a mut Config,
+    pub server: &'a ServerInfo,
+    /// Set by `shutdown` (with `-A`).
+    pub shutdown: &'a mut bool,
+}
+
+/// One client connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    state: State,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    out: OutQueue,
+    close_after_write: bool,
+    /// Relative time of the last command, for `idle_timeout`.
+    pub last_cmd_time: u32,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, now: u32) -> Conn {
+        Conn {
+            stream,
+            state: State::NewCommand,
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            out: OutQueue::default(),
+            close_after_write: false,
+            last_cmd_time: now,
+        }
+    }
+
+    /// Gives back every item reference the connection holds.
+    pub fn release(&mut self, cache: &mut Cache) {
+        self.out.clear(cache);
+        if let State::ReadValue(p) = std::mem::replace(&mut self.state, State::Closing) {
+            cache.release(p.item);
+        }
+    }
+
+    /// Whether the connection is parked between commands with nothing
+    /// buffered (idle-timeout candidates).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::NewCommand) && self.out.is_empty()
+    }
+
+    /// Reads once into the free end of the read buffer.
+    fn fill(&mut self, counters: &mut Counters) -> ReadResult {
+        if self.rbuf.is_empty() {
+            self.rbuf = vec![0; READ_BUFFER];
+        }
+        if self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        if self.rend == self.rbuf.len() {
+            if self.rbuf.len() >= MAX_LINE {
+                return ReadResult::Error;
+            }
+            let bigger = self.rbuf.len() * 2;
+            self.rbuf.resize(bigger, 0);
+        }
+        let r = read(&mut self.stream, &mut self.rbuf[self.rend..]);
+        if let ReadResult::Data(n) = r {
+            self.rend += n;
+            counters.bytes_read += n as u64;
+        }
+        r
+    }
+
+    fn flush(&mut self, ctx: &mut Ctx) -> Flush {
+        let (f, n) = self.out.flush(&mut self.stream, ctx.cache);
+        ctx.counters.bytes_written += n as u64;
+        f
+    }
+
+    /// Runs the state machine until it must wait, yield or close.
+    pub fn drive(&mut self, ctx: &mut Ctx) -> Next {
+        let mut budget = ctx.cfg.reqs_per_event;
+        loop {
+            match &mut self.state {
+                State::Closing => return Next::Close,
+
+                State::NewCommand => {
+                    if self.close_after_write || self.out.pending() > OUT_HIGH_WATER {
+                        match self.flush(ctx) {
+                            Flush::Done if self.close_after_write => return Next::Close,
+                            Flush::Done => {}
+                            Flush::Blocked => return Next::Wait,
+                            Flush::Failed => return Next::Close,
+                        }
+                    }
+                    if budget == 0 {
+                        // Flush on yield, as memcached does, then let the
+                        // other connections have their turn.
+                        return match self.flush(ctx) {
+                            Flush::Done => {
+                                ctx.counters.conn_yields += 1;
+                                Next::Yield
+                            }
+                            Flush::Blocked => Next::Wait,
+                            Flush::Failed => Next::Close,
+                        };
+                    }
+                    let buf = &self.rbuf[self.rstart..self.rend];
+                    match text::parse(buf) {
+                        Parsed::NeedMore => {
+                            match self.flush(ctx) {
+                                Flush::Done => {}
+                                Flush::Blocked => return Next::Wait,
+                                Flush::Failed => return Next::Close,
+                            }
+                            match self.fill(ctx.counters) {
+                                ReadResult::Data(_) => {}
+                                ReadResult::WouldBlock => return Next::Wait,
+                                ReadResult::Eof | ReadResult::Error => return Next::Close,
+                            }
+                        }
+                        Parsed::Close => return Next::Close,
+                        Parsed::Line(cmd, used) => {
+                            budget -= 1;
+                            self.last_cmd_time = ctx.clock.now();
+                            let next = commands::execute(cmd, &mut self.out, ctx);
+                            self.rstart += used;
+                            if self.rstart == self.rend {
+                                self.rstart = 0;
+                                self.rend = 0;
+                            }
+                            self.state = match next {
+                                commands::After::Next => State::NewCommand,
+                                commands::After::Read(p) => State::ReadValue(p),
+                                commands::After::Swallow(left) => State::Swallow { left },
+                                commands::After::CloseAfterWrite => {
+                                    self.close_after_write = true;
+                                    State::NewCommand
+                                }
+                                commands::After::Close => State::Closing,
+                            };
+                        }
+                    }
+                }
+
+                State::ReadValue(p) => {
+                    // Bytes already buffered go into the item first...
+                    while p.got < p.nbytes && self.rend > self.rstart {
+                        let dst = ctx.cache.value_mut(&p.item, p.got);
+                        let n = dst.len().min(self.rend - self.rstart);
+                        dst[..n].copy_from_slice(&self.rbuf[self.rstart..self.rstart + n]);
+                        self.rstart += n;
+                        p.got += n;
+                    }
+                    if p.got == p.nbytes {
+                        let State::ReadValue(p) =
+                            std::mem::replace(&mut self.state, State::NewCommand)
+                        else {
+                            unreachable!()
+                        };
+                        commands::complete_store(p, &mut self.out, ctx);
+                        continue;
+                    }
+                    // ...the rest is read from the socket straight into it.
+                    if let Some(next) = self.flush_before_wait(ctx) {
+                        return next;
+                    }
+                    let State::ReadValue(p) = &mut self.state else {
+                        unreachable!()
+                    };
+                    let dst = ctx.cache.value_mut(&p.item, p.got);
+                    match read(&mut self.stream, dst) {
+                        ReadResult::Data(n) => {
+                            p.got += n;
+                            ctx.counters.bytes_read += n as u64;
+                        }
+                        ReadResult::WouldBlock => return Next::Wait,
+                        ReadResult::Eof | ReadResult::Error => return Next::Close,
+                    }
+                }
+
+                State::Swallow { left } => {
+                    let n = (*left).min(self.rend - self.rstart);
+                    self.rstart += n;
+                    *left -= n;
+                    if *left == 0 {
+                        self.state = State::NewCommand;
+                        continue;
+                    }
+                    if let Some(next) = self.flush_before_wait(ctx) {
+                        return next;
+                    }
+                    match self.fill(ctx.counters) {
+                        ReadResult::Data(_) => {}
+                        ReadResult::WouldBlock => return Next::Wait,
+                        ReadResult::Eof | ReadResult::Error => return Next::Close,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends queued replies before blocking on input; `Some` when the
+    /// machine has to stop here.
+    fn flush_before_wait(&mut self, ctx: &mut Ctx) -> Option<Next> {
+        if self.out.is_empty() {
+            return None;
+        }
+        match self.flush(ctx) {
+            Flush::Done => None,
+            Flush::Blocked => Some(Next::Wait),
+            Flush::Failed => Some(Next::Close),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! rmemcached: a drop-in replacement for memcached 1.6.
+//!
+//! Layers, each importing only those before it:
+//! `numbers, config, clock, stats` → `cache` (arena → item → index, lru)
+//! → `proto` → `reactor`, `sys` → `conn` → `report` → `server`.
+//! The protocol parser is pure, storage never touches sockets, and the
+//! reactor knows nothing of memcached; only `conn` brings them together.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod conn;
+pub mod numbers;
+pub mod proto;
+pub mod reactor;
+pub mod report;
+pub mod server;
+pub mod stats;
+pub mod sys;

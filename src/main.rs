@@ -1,0 +1,113 @@
+//! `rmemcached`: command line → configuration → server, as memcached starts.
+
+use std::process::ExitCode;
+
+use rmemcached::config::{self, Parsed};
+use rmemcached::{server, sys};
+
+/// memcached's exit codes for start-up failures (sysexits.h).
+const EX_NOUSER: u8 = 67;
+const EX_OSERR: u8 = 71;
+
+fn fail(code: u8, msg: &str) -> ExitCode {
+    eprintln!("{msg}");
+    ExitCode::from(code)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match config::parse(&args) {
+        Ok(Parsed::Run(cfg)) => *cfg,
+        Ok(Parsed::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(config::Refused(msg, code)) => return fail(code as u8, &msg),
+    };
+
+    if cfg.coredumps {
+        if let Err(e) = sys::enable_coredumps() {
+            eprintln!("failed to ensure corefile creation: {e}");
+        }
+    }
+    // Room for every connection plus memcached's reserved descriptors.
+    if let Err(e) = sys::raise_nofile(cfg.maxconns as u64 + 32) {
+        eprintln!("failed to set rlimit for open files. Try starting as root or requesting smaller maxconns value: {e}");
+        return ExitCode::from(EX_OSERR);
+    }
+
+    let user = if sys::is_root() {
+        let Some(name) = cfg.user.as_deref().filter(|u| !u.is_empty()) else {
+            return fail(64, "can't run as root without the -u switch");
+        };
+        let Some(ids) = sys::lookup_user(name) else {
+            return fail(
+                EX_NOUSER,
+                &format!("can't find the user {name} to switch to"),
+            );
+        };
+        Some((name.to_owned(), ids))
+    } else {
+        None
+    };
+
+    // Bind before dropping privileges and before detaching, so a port that
+    // is taken is reported to the person who started the server.
+    let listeners = match server::bind(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                EX_OSERR,
+                &format!("failed to listen on TCP port {}: {e}", cfg.port),
+            )
+        }
+    };
+
+    if let Some((name, (uid, gid))) = user {
+        if sys::switch_user(uid, gid).is_err() {
+            return fail(
+                EX_OSERR,
+                &format!("failed to assume identity of user {name}"),
+            );
+        }
+    }
+
+    if cfg.daemonize {
+        if let Err(e) = sys::daemonize() {
+            return fail(
+                EX_OSERR,
+                &format!("failed to daemon() in order to daemonize: {e}"),
+            );
+        }
+    }
+    if let Err(e) = sys::install_signal_handlers(cfg.daemonize) {
+        return fail(EX_OSERR, &format!("failed to install signal handlers: {e}"));
+    }
+    if cfg.lock_memory {
+        if let Err(e) = sys::lock_memory() {
+            eprintln!("warning: -k invalid, mlockall() failed: {e}");
+        }
+    }
+
+    let pidfile = cfg.pidfile.clone();
+    if let Some(path) = &pidfile {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            eprintln!("Could not open the pid file {path} for writing: {e}");
+        }
+    }
+
+    let verbose = cfg.verbose;
+    let result = server::Server::new(cfg, listeners).and_then(|mut s| s.run(&sys::stop_requested));
+
+    if let Some(path) = &pidfile {
+        if let Err(e) = std::fs::remove_file(path) {
+            if verbose > 0 {
+                eprintln!("Could not remove the pid file {path}: {e}");
+            }
+        }
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(EX_OSERR, &format!("event loop failed: {e}")),
+    }
+}

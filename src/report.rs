@@ -1,0 +1,231 @@
+//! `stats` and its groups, with memcached's field names and order.
+//!
+//! Only fields that have a meaning here are printed; monitoring tools skip
+//! missing keys.  Not on the hot path, so `write!` is fine.
+
+use std::io::Write as _;
+
+use crate::config::MEMCACHED_VERSION;
+use crate::conn::out::OutQueue;
+use crate::conn::Ctx;
+use crate::proto::text::Tokens;
+
+struct Lines<'a>(&'a mut Vec<u8>);
+
+impl Lines<'_> {
+    fn stat(&mut self, name: &str, value: impl std::fmt::Display) {
+        let _ = write!(self.0, "STAT {name} {value}\r\n");
+    }
+}
+
+/// CPU seconds of this process from /proc (user, system), as `sec.usec`.
+fn rusage() -> (String, String) {
+    let fmt = |ticks: u64| {
+        let hz = 100;
+        format!("{}.{:06}", ticks / hz, (ticks % hz) * (1_000_000 / hz))
+    };
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (fmt(tick(11)), fmt(tick(12)))
+}
+
+/// Answers `stats [group]`.
+pub fn stats(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
+    if t.len() == 1 {
+        general(out, ctx);
+        return;
+    }
+    match t.get(1) {
+        b"reset" => {
+            ctx.counters.reset();
+            let c = &mut ctx.cache.stats;
+            c.total_items = 0;
+            c.evictions = 0;
+            c.reclaimed = 0;
+            c.expired_unfetched = 0;
+            c.evicted_unfetched = 0;
+            c.get_expired = 0;
+            c.get_flushed = 0;
+            c.outofmemory = 0;
+            c.cas_misses = 0;
+            c.cas_hits = 0;
+            c.cas_badval = 0;
+            out.line(b"RESET");
+        }
+        b"settings" => settings(out, ctx),
+        b"slabs" => slabs(out, ctx),
+        b"items" => items(out, ctx),
+        b"sizes" => {
+            let mut l = Lines(out.text());
+            l.stat("sizes_status", "disabled");
+            out.line(b"END");
+        }
+        b"detail" => out.line(b"CLIENT_ERROR usage: stats detail on|off|dump"),
+        b"cachedump" if !ctx.cfg.dump_enabled => {
+            out.line(b"CLIENT_ERROR stats cachedump not allowed")
+        }
+        _ => out.line(b"ERROR"),
+    }
+}
+
+fn general(out: &mut OutQueue, ctx: &mut Ctx) {
+    let (user, system) = rusage();
+    let now = ctx.clock.now();
+    let c = &*ctx.counters;
+    let cs = &ctx.cache.stats;
+    let mut l = Lines(out.text());
+    l.stat("pid", std::process::id());
+    l.stat(
+        "uptime",
+        now.saturating_sub(crate::cache::ITEM_UPDATE_INTERVAL),
+    );
+    l.stat("time", ctx.clock.unix_now());
+    l.stat("version", MEMCACHED_VERSION);
+    l.stat("pointer_size", usize::BITS);
+    l.stat("rusage_user", user);
+    l.stat("rusage_system", system);
+    l.stat("max_connections", ctx.cfg.maxconns);
+    l.stat("curr_connections", ctx.server.curr_connections);
+    l.stat("total_connections", c.total_connections);
+    l.stat("rejected_connections", c.rejected_connections);
+    l.stat("connection_structures", ctx.server.connection_structures);
+    l.stat("reserved_fds", ctx.server.reserved_fds);
+    l.stat("cmd_get", c.cmd_get);
+    l.stat("cmd_set", c.cmd_set);
+    l.stat("cmd_flush", c.cmd_flush);
+    l.stat("cmd_touch", c.cmd_touch);
+    l.stat("cmd_meta", c.cmd_meta);
+    l.stat("get_hits", c.get_hits);
+    l.stat("get_misses", c.get_misses);
+    l.stat("get_expired", cs.get_expired);
+    l.stat("get_flushed", cs.get_flushed);
+    l.stat("delete_misses", c.delete_misses);
+    l.stat("delete_hits", c.delete_hits);
+    l.stat("incr_misses", c.incr_misses);
+    l.stat("incr_hits", c.incr_hits);
+    l.stat("decr_misses", c.decr_misses);
+    l.stat("decr_hits", c.decr_hits);
+    l.stat("cas_misses", cs.cas_misses);
+    l.stat("cas_hits", cs.cas_hits);
+    l.stat("cas_badval", cs.cas_badval);
+    l.stat("touch_hits", c.touch_hits);
+    l.stat("touch_misses", c.touch_misses);
+    l.stat("store_too_large", c.store_too_large);
+    l.stat("store_no_memory", c.store_no_memory);
+    l.stat("auth_cmds", c.auth_cmds);
+    l.stat("auth_errors", c.auth_errors);
+    if ctx.cfg.idle_timeout > 0 {
+        l.stat("idle_kicks", c.idle_kicks);
+    }
+    l.stat("bytes_read", c.bytes_read);
+    l.stat("bytes_written", c.bytes_written);
+    l.stat("limit_maxbytes", ctx.cfg.maxbytes);
+    l.stat("accepting_conns", u8::from(ctx.server.accepting));
+    l.stat("listen_disabled_num", c.listen_disabled_num);
+    l.stat("threads", ctx.cfg.threads);
+    l.stat("conn_yields", c.conn_yields);
+    let index = ctx.cache.index();
+    l.stat("hash_power_level", index.hashpower());
+    l.stat("hash_bytes", index.bytes());
+    l.stat("hash_is_expanding", u8::from(index.is_expanding()));
+    l.stat("bytes", cs.bytes);
+    l.stat("curr_items", cs.curr_items);
+    l.stat("total_items", cs.total_items);
+    l.stat("expired_unfetched", cs.expired_unfetched);
+    l.stat("evicted_unfetched", cs.evicted_unfetched);
+    l.stat("evictions", cs.evictions);
+    l.stat("reclaimed", cs.reclaimed);
+    out.line(b"END");
+}
+
+fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
+    let cfg = &*ctx.cfg;
+    let mut l = Lines(out.text());
+    l.stat("maxbytes", cfg.maxbytes);
+    l.stat("maxconns", cfg.maxconns);
+    l.stat("tcpport", cfg.port);
+    l.stat("udpport", 0);
+    l.stat(
+        "inter",
+        if cfg.listen.is_empty() {
+            "NULL".to_owned()
+        } else {
+            cfg.listen.join(",")
+        },
+    );
+    l.stat("verbosity", cfg.verbose);
+    l.stat("oldest", 0);
+    l.stat("evictions", if cfg.evict_to_free { "on" } else { "off" });
+    l.stat("domain_socket", "NULL");
+    l.stat("umask", 700);
+    l.stat(
+        "shutdown_command",
+        if cfg.shutdown_enabled { "yes" } else { "no" },
+    );
+    l.stat("growth_factor", format!("{:.2}", cfg.factor));
+    l.stat("chunk_size", cfg.chunk_size);
+    l.stat("num_threads", cfg.threads);
+    l.stat("num_threads_per_udp", cfg.threads);
+    l.stat("stat_key_prefix", ":");
+    l.stat("detail_enabled", "no");
+    l.stat("reqs_per_event", cfg.reqs_per_event);
+    l.stat("cas_enabled", if cfg.use_cas { "yes" } else { "no" });
+    l.stat("tcp_backlog", cfg.backlog);
+    l.stat("binding_protocol", "auto-negotiate");
+    l.stat("auth_enabled_sasl", "no");
+    l.stat("auth_enabled_ascii", "no");
+    l.stat("item_size_max", cfg.item_size_max);
+    l.stat(
+        "maxconns_fast",
+        if cfg.maxconns_fast { "yes" } else { "no" },
+    );
+    l.stat("hashpower_init", cfg.hashpower_init);
+    l.stat("idle_timeout", cfg.idle_timeout);
+    l.stat("track_sizes", if cfg.track_sizes { "yes" } else { "no" });
+    l.stat(
+        "flush_enabled",
+        if cfg.flush_enabled { "yes" } else { "no" },
+    );
+    l.stat("dump_enabled", if cfg.dump_enabled { "yes" } else { "no" });
+    l.stat("slab_chunk_max", cfg.slab_chunk_max);
+    out.line(b"END");
+}
+
+fn slabs(out: &mut OutQueue, ctx: &mut Ctx) {
+    let arena = ctx.cache.arena();
+    let mut l = Lines(out.text());
+    let mut active = 0;
+    for (id, c) in arena.classes().iter().enumerate().skip(1) {
+        if c.pages.is_empty() {
+            continue;
+        }
+        active += 1;
+        let total = c.pages.len() as u64 * u64::from(c.perslab);
+        l.stat(&format!("{id}:chunk_size"), c.size);
+        l.stat(&format!("{id}:chunks_per_page"), c.perslab);
+        l.stat(&format!("{id}:total_pages"), c.pages.len());
+        l.stat(&format!("{id}:total_chunks"), total);
+        l.stat(&format!("{id}:used_chunks"), c.used);
+        l.stat(&format!("{id}:free_chunks"), c.free_chunks());
+        l.stat(&format!("{id}:free_chunks_end"), c.free_chunks_end());
+    }
+    l.stat("active_slabs", active);
+    l.stat("total_malloced", arena.malloced());
+    out.line(b"END");
+}
+
+fn items(out: &mut OutQueue, ctx: &mut Ctx) {
+    let arena = ctx.cache.arena();
+    let mut l = Lines(out.text());
+    for (id, c) in arena.classes().iter().enumerate().skip(1) {
+        if c.used == 0 {
+            continue;
+        }
+        l.stat(&format!("items:{id}:number"), c.used);
+    }
+    out.line(b"END");
+}

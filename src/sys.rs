@@ -1,0 +1,219 @@
+//! Thin, safe wrappers over the process and socket calls std lacks.
+//!
+//! This is the I/O layer's system side: listening sockets with a chosen
+//! backlog, fork/setsid, user switching, signal flags, resource limits.
+//! Each `unsafe` block has its reason next to it; nothing here knows about
+//! memcached.
+
+use std::ffi::CString;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by SIGTERM and SIGINT; the event loop polls it every turn.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Whether a stop signal arrived.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// SIGTERM/SIGINT request a clean stop; SIGPIPE is ignored (writes report
+/// EPIPE instead); SIGHUP is ignored when daemonized, as memcached does.
+pub fn install_signal_handlers(ignore_hup: bool) -> io::Result<()> {
+    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for (sig, action) in [
+        (libc::SIGTERM, handler),
+        (libc::SIGINT, handler),
+        (libc::SIGPIPE, libc::SIG_IGN),
+    ]
+    .into_iter()
+    .chain(ignore_hup.then_some((libc::SIGHUP, libc::SIG_IGN)))
+    {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
+        // value; the handler only performs an atomic store.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = action;
+            libc::sigemptyset(&mut sa.sa_mask);
+            check(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A non-blocking listening TCP socket with `SO_REUSEADDR`, IPv6 sockets
+/// restricted to IPv6, and the given backlog (std's `bind` picks its own).
+pub fn listen_tcp(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = check(unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: `fd` is a fresh socket this function owns; wrapping it at
+    // once closes it on every error path below.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    let setopt = |level, name| {
+        // SAFETY: `one` outlives the call and its size is passed.
+        check(unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })
+    };
+    setopt(libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
+    if addr.is_ipv6() {
+        setopt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
+    }
+    // SAFETY: sockaddr_storage is large enough for either family and
+    // zeroed is a valid starting value; the length passed matches the
+    // family written.
+    let ret = unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let len = match addr {
+            SocketAddr::V4(a) => {
+                let sin = &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in);
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6);
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                sin6.sin6_scope_id = a.scope_id();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        libc::bind(
+            fd,
+            &ss as *const _ as *const libc::sockaddr,
+            len as libc::socklen_t,
+        )
+    };
+    check(ret)?;
+    // SAFETY: plain listen(2) on the socket bound above.
+    check(unsafe { libc::listen(fd, backlog) })?;
+    Ok(listener)
+}
+
+/// Whether the process runs with root privileges.
+pub fn is_root() -> bool {
+    // SAFETY: getuid/geteuid cannot fail.
+    unsafe { libc::getuid() == 0 || libc::geteuid() == 0 }
+}
+
+/// User and group ids of `name`, if the user exists.
+pub fn lookup_user(name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
+    let cname = CString::new(name).ok()?;
+    // SAFETY: getpwnam returns a pointer to static storage or null; it is
+    // read at once, before any other call could overwrite it.
+    unsafe {
+        let pw = libc::getpwnam(cname.as_ptr());
+        if pw.is_null() {
+            None
+        } else {
+            Some(((*pw).pw_uid, (*pw).pw_gid))
+        }
+    }
+}
+
+/// Drops supplementary groups, then takes `gid` and `uid`.
+pub fn switch_user(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: plain credential syscalls; results are checked.
+    unsafe {
+        check(libc::setgroups(0, std::ptr::null()))?;
+        check(libc::setgid(gid))?;
+        check(libc::setuid(uid))?;
+    }
+    Ok(())
+}
+
+/// Detaches like memcached's `daemonize`: fork (the parent exits 0),
+/// setsid, chdir to /, and standard streams to /dev/null.
+pub fn daemonize() -> io::Result<()> {
+    // SAFETY: the process is single-threaded at this point, so fork is
+    // safe; the parent leaves with _exit, running no destructors twice.
+    unsafe {
+        match check(libc::fork())? {
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        check(libc::setsid())?;
+        let root = CString::new("/").expect("no NUL");
+        check(libc::chdir(root.as_ptr()))?;
+        let null = CString::new("/dev/null").expect("no NUL");
+        let fd = check(libc::open(null.as_ptr(), libc::O_RDWR))?;
+        for std_fd in 0..3 {
+            check(libc::dup2(fd, std_fd))?;
+        }
+        if fd > 2 {
+            libc::close(fd);
+        }
+    }
+    Ok(())
+}
+
+/// Raises the open-file limit to at least `want` where permitted.
+pub fn raise_nofile(want: u64) -> io::Result<()> {
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        check(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl))?;
+        if rl.rlim_cur < want {
+            rl.rlim_cur = want;
+            if rl.rlim_max < want {
+                rl.rlim_max = want;
+            }
+            check(libc::setrlimit(libc::RLIMIT_NOFILE, &rl))?;
+        }
+    }
+    Ok(())
+}
+
+/// Raises the core file limit to its maximum (`-r`).
+pub fn enable_coredumps() -> io::Result<()> {
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        check(libc::getrlimit(libc::RLIMIT_CORE, &mut rl))?;
+        rl.rlim_cur = rl.rlim_max;
+        check(libc::setrlimit(libc::RLIMIT_CORE, &rl))?;
+    }
+    Ok(())
+}
+
+/// Locks current and future memory (`-k`).
+pub fn lock_memory() -> io::Result<()> {
+    // SAFETY: plain mlockall(2).
+    check(unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) }).map(|_| ())
+}
