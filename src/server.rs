@@ -123,9 +123,11 @@ impl Server {
                 );
             }
         }
-        let mut counters = Counters::default();
         // memcached counts its listening connections as connections too.
-        counters.total_connections = ls.len() as u64;
+        let counters = Counters {
+            total_connections: ls.len() as u64,
+            ..Counters::default()
+        };
         let clock = Clock::new();
         let last_second = clock.now();
         Ok(Server {

@@ -58,7 +58,7 @@ pub fn chunk_sizes(smallest: usize, factor: f64, chunk_max: usize) -> Vec<u32> {
         if f64::from(size) >= chunk_max as f64 / factor {
             break;
         }
-        if size as usize % CHUNK_ALIGN != 0 {
+        if !(size as usize).is_multiple_of(CHUNK_ALIGN) {
             size += (CHUNK_ALIGN - size as usize % CHUNK_ALIGN) as u32;
         }
         sizes.push(size);
@@ -125,9 +125,9 @@ impl Arena {
             used: 0,
         }];
         for &size in sizes {
-            assert!(size as usize % CHUNK_ALIGN == 0 && size as usize >= 48);
+            assert!((size as usize).is_multiple_of(CHUNK_ALIGN) && size as usize >= 48);
             let perslab = (page_size / size as usize) as u32;
-            assert!(perslab >= 1 && perslab <= CHUNK_MASK + 1);
+            assert!((1..=CHUNK_MASK + 1).contains(&perslab));
             classes.push(SlabClass {
                 size,
                 perslab,

@@ -250,9 +250,8 @@ impl Conn {
                         continue;
                     }
                     // ...the rest is read from the socket straight into it.
-                    if let Some(next) = self.flush_before_wait(ctx) {
-                        return next;
-                    }
+                    // Like memcached, queued replies wait until the value
+                    // is complete: a client that leaves mid-value gets none.
                     let State::ReadValue(p) = &mut self.state else {
                         unreachable!()
                     };
@@ -275,9 +274,6 @@ impl Conn {
                         self.state = State::NewCommand;
                         continue;
                     }
-                    if let Some(next) = self.flush_before_wait(ctx) {
-                        return next;
-                    }
                     match self.fill(ctx.counters) {
                         ReadResult::Data(_) => {}
                         ReadResult::WouldBlock => return Next::Wait,
@@ -285,19 +281,6 @@ impl Conn {
                     }
                 }
             }
-        }
-    }
-
-    /// Sends queued replies before blocking on input; `Some` when the
-    /// machine has to stop here.
-    fn flush_before_wait(&mut self, ctx: &mut Ctx) -> Option<Next> {
-        if self.out.is_empty() {
-            return None;
-        }
-        match self.flush(ctx) {
-            Flush::Done => None,
-            Flush::Blocked => Some(Next::Wait),
-            Flush::Failed => Some(Next::Close),
         }
     }
 }

@@ -92,8 +92,9 @@ pub enum Command<'a> {
         level: u32,
         noreply: bool,
     },
-    Stats(Tokens<'a>),
-    Shutdown(Tokens<'a>),
+    /// Rare admin commands carry their tokens boxed to keep `Command` small.
+    Stats(Box<Tokens<'a>>),
+    Shutdown(Box<Tokens<'a>>),
     CacheMemlimit {
         megabytes: Option<u32>,
         noreply: bool,
@@ -240,8 +241,8 @@ pub fn parse_line(line: &[u8]) -> Command<'_> {
         }
         b's' => match verb {
             b"set" => store(&t, StoreMode::Set),
-            b"stats" => Command::Stats(t),
-            b"shutdown" => Command::Shutdown(t),
+            b"stats" => Command::Stats(Box::new(t)),
+            b"shutdown" => Command::Shutdown(Box::new(t)),
             _ => reply(ERROR, false),
         },
         b'a' => match verb {
@@ -342,7 +343,7 @@ fn store<'a>(t: &Tokens<'a>, mode: StoreMode) -> Command<'a> {
             None => return reply(BAD_FORMAT, noreply),
         }
     }
-    if vlen < 0 || vlen > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&vlen) {
         return reply(BAD_FORMAT, noreply);
     }
     Command::Store(StoreCmd {

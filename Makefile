@@ -1,0 +1,65 @@
+# rmemcached: `make run` starts the server with memcached's defaults on
+# 127.0.0.1:11211; `make test` installs what the tests need and runs them all.
+
+CARGO   ?= cargo
+VENV    := .venv
+PY      := $(VENV)/bin/python
+BIN     := target/release/rmemcached
+PORT    ?= 11211
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# memcached (and rmemcached) refuse to run as root without -u.
+RUN_AS  := $(shell [ "$$(id -u)" = 0 ] && echo "-u nobody")
+APT_PKGS := memcached libmemcached-tools python3-venv
+
+.PHONY: all build run test deps deps-apt deps-py test-rust test-py lint fmt clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+run: build
+	./$(BIN) -l 127.0.0.1 -p $(PORT) $(RUN_AS) $(ARGS)
+
+# System packages: the real memcached for differential tests, memccapable,
+# and a user named `memcache` as the seed deployment expects.
+deps-apt:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@# The package starts a memcached service on 11211; tests start their own.
+	@-$(SUDO) service memcached stop >/dev/null 2>&1 || true
+	@getent passwd memcache >/dev/null || $(SUDO) useradd --system --no-create-home --shell /usr/sbin/nologin memcache
+
+deps-py: $(VENV)/.installed
+
+$(VENV)/.installed: tests/py/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/py/requirements.txt
+	touch $@
+
+deps: deps-apt deps-py
+
+test: deps build test-rust test-py
+
+test-rust:
+	$(CARGO) test --release
+
+test-py:
+	RMEMCACHED_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest tests/py -q -p no:cacheprovider
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)
