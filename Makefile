@@ -9,9 +9,9 @@ PORT    ?= 11211
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # memcached (and rmemcached) refuse to run as root without -u.
 RUN_AS  := $(shell [ "$$(id -u)" = 0 ] && echo "-u nobody")
-APT_PKGS := memcached libmemcached-tools python3-venv
+APT_PKGS := memcached libmemcached-tools python3-venv valgrind
 
-.PHONY: all build run test deps deps-apt deps-py test-rust test-py lint fmt clean
+.PHONY: all build run test deps deps-apt deps-py test-rust test-unsafe test-py lint fmt clean
 
 all: build
 
@@ -45,10 +45,18 @@ $(VENV)/.installed: tests/py/requirements.txt
 
 deps: deps-apt deps-py
 
-test: deps build test-rust test-py
+test: deps build test-rust test-unsafe test-py
 
 test-rust:
 	$(CARGO) test --release
+
+# The unit tests of the arena and the rest of the library under memcheck;
+# the server itself runs under valgrind in tests/py/test_valgrind.py.
+test-unsafe:
+	@bin=$$($(CARGO) test --release --lib --no-run --message-format=json 2>/dev/null \
+	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | head -n1); \
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	  "$$bin" --test-threads=1 --skip out_of_chunk_access_panics
 
 test-py:
 	RMEMCACHED_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest tests/py -q -p no:cacheprovider

@@ -97,8 +97,38 @@ pub struct Refused(pub String, pub i32);
 
 const EX_USAGE: i32 = 64;
 
+/// Option values memcached rejects while reading them exit with 1.
 fn refuse(msg: impl Into<String>) -> Refused {
+    Refused(msg.into(), 1)
+}
+
+/// Settings that contradict each other exit with `EX_USAGE`.
+fn inconsistent(msg: impl Into<String>) -> Refused {
     Refused(msg.into(), EX_USAGE)
+}
+
+/// getopt's own messages, then memcached's `Illegal argument "?"`.
+fn getopt_error(prog: &str, args: &[String], fail: getopts::Fail) -> Refused {
+    use getopts::Fail;
+    let first = match fail {
+        Fail::UnrecognizedOption(name) if name.chars().count() == 1 => {
+            format!("{prog}: invalid option -- '{name}'")
+        }
+        Fail::UnrecognizedOption(name) => {
+            let given = args
+                .iter()
+                .find(|a| a.starts_with(&format!("--{name}")))
+                .cloned()
+                .unwrap_or(format!("--{name}"));
+            format!("{prog}: unrecognized option '{given}'")
+        }
+        Fail::ArgumentMissing(name) if name.chars().count() == 1 => {
+            format!("{prog}: option requires an argument -- '{name}'")
+        }
+        Fail::ArgumentMissing(name) => format!("{prog}: option '--{name}' requires an argument"),
+        other => format!("{prog}: {other}"),
+    };
+    Refused(format!("{first}\nIllegal argument \"?\""), 1)
 }
 
 /// C `atoi`: leading white space, a sign, digits; junk after is ignored.
@@ -129,27 +159,196 @@ fn size_with_unit(s: &str) -> i64 {
     }
 }
 
+/// `(short, long, argument, help)` for `-h`, in memcached's order.
+const OPTION_HELP: &[(&str, &str, Option<&str>, &str)] = &[
+    (
+        "p",
+        "port",
+        Some("num"),
+        "TCP port to listen on (default: 11211)",
+    ),
+    (
+        "U",
+        "udp-port",
+        Some("num"),
+        "UDP port to listen on (default: 0, off)",
+    ),
+    (
+        "s",
+        "unix-socket",
+        Some("file"),
+        "UNIX socket to listen on (not yet supported)",
+    ),
+    (
+        "a",
+        "unix-mask",
+        Some("mask"),
+        "access mask for UNIX socket, in octal",
+    ),
+    (
+        "A",
+        "enable-shutdown",
+        None,
+        "enable ascii \"shutdown\" command",
+    ),
+    (
+        "l",
+        "listen",
+        Some("addr"),
+        "interface to listen on (default: INADDR_ANY)",
+    ),
+    ("d", "daemon", None, "run as a daemon"),
+    ("r", "enable-coredumps", None, "maximize core file limit"),
+    (
+        "u",
+        "user",
+        Some("user"),
+        "assume identity of <username> (only when run as root)",
+    ),
+    (
+        "m",
+        "memory-limit",
+        Some("num"),
+        "item memory in megabytes (default: 64)",
+    ),
+    (
+        "M",
+        "disable-evictions",
+        None,
+        "return error on memory exhausted instead of evicting",
+    ),
+    (
+        "c",
+        "conn-limit",
+        Some("num"),
+        "max simultaneous connections (default: 1024)",
+    ),
+    ("k", "lock-memory", None, "lock down all paged memory"),
+    (
+        "v",
+        "verbose",
+        None,
+        "verbose (print errors/warnings while in event loop)",
+    ),
+    ("h", "help", None, "print this help and exit"),
+    ("i", "license", None, "print memcached and libevent license"),
+    ("V", "version", None, "print version and exit"),
+    (
+        "P",
+        "pidfile",
+        Some("file"),
+        "save PID in <file>, only used with -d option",
+    ),
+    (
+        "f",
+        "slab-growth-factor",
+        Some("factor"),
+        "chunk size growth factor (default: 1.25)",
+    ),
+    (
+        "n",
+        "slab-min-size",
+        Some("bytes"),
+        "min space used for key+value+flags (default: 48)",
+    ),
+    (
+        "L",
+        "enable-largepages",
+        None,
+        "try to use large memory pages (not yet supported)",
+    ),
+    (
+        "t",
+        "threads",
+        Some("num"),
+        "accepted for compatibility: one event loop serves all connections",
+    ),
+    (
+        "R",
+        "max-reqs-per-event",
+        Some("num"),
+        "maximum number of requests per event (default: 20)",
+    ),
+    ("C", "disable-cas", None, "disable use of CAS"),
+    (
+        "b",
+        "listen-backlog",
+        Some("num"),
+        "set the backlog queue limit (default: 1024)",
+    ),
+    (
+        "B",
+        "protocol",
+        Some("name"),
+        "protocol - one of ascii, binary, or auto (default: auto)",
+    ),
+    (
+        "I",
+        "max-item-size",
+        Some("num"),
+        "adjusts max item size (default: 1m, min: 1k, max: 1024m)",
+    ),
+    (
+        "S",
+        "enable-sasl",
+        None,
+        "turn on Sasl authentication (not yet supported)",
+    ),
+    ("F", "disable-flush-all", None, "disable flush_all command"),
+    (
+        "X",
+        "disable-dumping",
+        None,
+        "disable stats cachedump and lru_crawler metadump",
+    ),
+    (
+        "W",
+        "disable-watch",
+        None,
+        "disable watch commands (live logging)",
+    ),
+    (
+        "Y",
+        "auth-file",
+        Some("file"),
+        "(EXPERIMENTAL) enable ASCII protocol authentication (not yet supported)",
+    ),
+    (
+        "e",
+        "memory-file",
+        Some("file"),
+        "(EXPERIMENTAL) mmap a file for item memory (not supported)",
+    ),
+    ("Z", "enable-ssl", None, "enable TLS/SSL (not supported)"),
+    (
+        "N",
+        "napi-ids",
+        Some("num"),
+        "number of napi ids (not supported)",
+    ),
+];
+
 fn options() -> Options {
     let mut o = Options::new();
-    o.optopt(
+    o.optmulti(
         "p",
         "port",
         "TCP port to listen on (default: 11211)",
         "<num>",
     );
-    o.optopt(
+    o.optmulti(
         "U",
         "udp-port",
         "UDP port to listen on (default: 0, off)",
         "<num>",
     );
-    o.optopt(
+    o.optmulti(
         "s",
         "unix-socket",
         "UNIX socket to listen on (not yet supported)",
         "<file>",
     );
-    o.optopt(
+    o.optmulti(
         "a",
         "unix-mask",
         "access mask for UNIX socket, in octal",
@@ -164,13 +363,13 @@ fn options() -> Options {
     );
     o.optflag("d", "daemon", "run as a daemon");
     o.optflag("r", "enable-coredumps", "maximize core file limit");
-    o.optopt(
+    o.optmulti(
         "u",
         "user",
         "assume identity of <username> (only when run as root)",
         "<user>",
     );
-    o.optopt(
+    o.optmulti(
         "m",
         "memory-limit",
         "item memory in megabytes (default: 64)",
@@ -181,7 +380,7 @@ fn options() -> Options {
         "disable-evictions",
         "return error on memory exhausted instead of evicting",
     );
-    o.optopt(
+    o.optmulti(
         "c",
         "conn-limit",
         "max simultaneous connections (default: 1024)",
@@ -196,19 +395,19 @@ fn options() -> Options {
     o.optflag("h", "help", "print this help and exit");
     o.optflag("i", "license", "print memcached and libevent license");
     o.optflag("V", "version", "print version and exit");
-    o.optopt(
+    o.optmulti(
         "P",
         "pidfile",
         "save PID in <file>, only used with -d option",
         "<file>",
     );
-    o.optopt(
+    o.optmulti(
         "f",
         "slab-growth-factor",
         "chunk size growth factor (default: 1.25)",
         "<factor>",
     );
-    o.optopt(
+    o.optmulti(
         "n",
         "slab-min-size",
         "min space used for key+value+flags (default: 48)",
@@ -219,38 +418,38 @@ fn options() -> Options {
         "enable-largepages",
         "try to use large memory pages (not yet supported)",
     );
-    o.optopt(
+    o.optmulti(
         "D",
         "",
         "use <char> as the delimiter between key prefixes and IDs (not yet supported)",
         "<char>",
     );
-    o.optopt(
+    o.optmulti(
         "t",
         "threads",
         "accepted for compatibility: one event loop serves all connections",
         "<num>",
     );
-    o.optopt(
+    o.optmulti(
         "R",
         "max-reqs-per-event",
         "maximum number of requests per event (default: 20)",
         "<num>",
     );
     o.optflag("C", "disable-cas", "disable use of CAS");
-    o.optopt(
+    o.optmulti(
         "b",
         "listen-backlog",
         "set the backlog queue limit (default: 1024)",
         "<num>",
     );
-    o.optopt(
+    o.optmulti(
         "B",
         "protocol",
         "protocol - one of ascii, binary, or auto (default: auto)",
         "<name>",
     );
-    o.optopt(
+    o.optmulti(
         "I",
         "max-item-size",
         "adjusts max item size (default: 1m, min: 1k, max: 1024m)",
@@ -272,20 +471,20 @@ fn options() -> Options {
         "disable-watch",
         "disable watch commands (live logging)",
     );
-    o.optopt(
+    o.optmulti(
         "Y",
         "auth-file",
         "(EXPERIMENTAL) enable ASCII protocol authentication (not yet supported)",
         "<file>",
     );
-    o.optopt(
+    o.optmulti(
         "e",
         "memory-file",
         "(EXPERIMENTAL) mmap a file for item memory (not supported)",
         "<file>",
     );
     o.optflag("Z", "enable-ssl", "enable TLS/SSL (not supported)");
-    o.optopt(
+    o.optmulti(
         "N",
         "napi-ids",
         "number of napi ids (not supported)",
@@ -300,17 +499,22 @@ fn options() -> Options {
     o
 }
 
-/// The `-h` text.
+/// The `-h` text, laid out as memcached lays out its own.
 pub fn usage() -> String {
-    let brief = format!(
-        "rmemcached {VERSION} (memcached {MEMCACHED_VERSION} compatible)\n\
-         One single-threaded event loop serves every connection; -t is accepted and\n\
-         reported in stats, but does not start threads.\n\n\
-         Usage: rmemcached [options]"
+    let mut text = format!(
+        "rmemcached {VERSION}\n\
+         memcached {MEMCACHED_VERSION} compatible. One single-threaded event loop serves\n\
+         every connection; -t is accepted and reported, but starts no threads.\n"
     );
-    let mut text = options().usage(&brief);
+    for (short, long, arg, help) in OPTION_HELP {
+        let flags = match arg {
+            Some(a) => format!("-{short}, --{long}=<{a}>"),
+            None => format!("-{short}, --{long}"),
+        };
+        text.push_str(&format!("{flags:<32}{help}\n"));
+    }
     text.push_str(
-        "\n-o, --extended options (comma separated):\n\
+        "-o, --extended                  comma separated list of extended options:\n\
          \x20  - idle_timeout:          timeout for idle connections (default: 0, off)\n\
          \x20  - hashpower:             initial hash table power (default: 16)\n\
          \x20  - no_hashexpand:         do not grow the hash table\n\
@@ -331,12 +535,10 @@ fn license() -> String {
 }
 
 /// Parses `args` (without the program name).
-pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
-    let m = options().parse(args).map_err(|e| {
-        refuse(format!(
-            "rmemcached: {e}\nTry `rmemcached -h' for more information."
-        ))
-    })?;
+pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
+    let m = options()
+        .parse(args)
+        .map_err(|e| getopt_error(prog, args, e))?;
     if let Some(extra) = m.free.first() {
         return Err(refuse(format!(
             "rmemcached: unexpected argument \"{extra}\""
@@ -346,9 +548,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
         return Ok(Parsed::Print(usage()));
     }
     if m.opt_present("V") {
-        return Ok(Parsed::Print(format!(
-            "rmemcached {VERSION} (memcached {MEMCACHED_VERSION})\n"
-        )));
+        return Ok(Parsed::Print(format!("rmemcached {VERSION}\n")));
     }
     if m.opt_present("i") {
         return Ok(Parsed::Print(license()));
@@ -370,7 +570,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
     }
 
     let mut c = Config::default();
-    let num = |flag: &str| m.opt_str(flag).map(|v| atoi(&v));
+    // As with getopt, a repeated option's last value wins.
+    let last = |flag: &str| m.opt_strs(flag).pop();
+    let num = |flag: &str| last(flag).map(|v| atoi(&v));
     if let Some(p) = num("p") {
         c.port = u16::try_from(p).map_err(|_| refuse(format!("rmemcached: invalid port {p}")))?;
     }
@@ -387,12 +589,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
     }
     c.daemonize = m.opt_present("d");
     c.coredumps = m.opt_present("r");
-    c.user = m.opt_str("u");
+    c.user = last("u");
     if let Some(mb) = num("m") {
-        if mb <= 0 {
-            return Err(refuse("rmemcached: -m must be greater than 0"));
-        }
-        c.maxbytes = (mb as usize).saturating_mul(1024 * 1024);
+        // memcached takes atoi's value as is: `-m 0` and `-m abc` fail the
+        // item size check below.
+        c.maxbytes = (mb.max(0) as usize).saturating_mul(1024 * 1024);
     }
     c.evict_to_free = !m.opt_present("M");
     if let Some(n) = num("c") {
@@ -403,8 +604,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
     }
     c.lock_memory = m.opt_present("k");
     c.verbose = m.opt_count("v") as u32;
-    c.pidfile = m.opt_str("P");
-    if let Some(f) = m.opt_str("f") {
+    c.pidfile = last("P");
+    if let Some(f) = last("f") {
         c.factor = f.trim().parse::<f64>().unwrap_or(0.0);
         if c.factor <= 1.0 {
             return Err(refuse("Factor must be greater than 1"));
@@ -434,7 +635,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
     if let Some(b) = num("b") {
         c.backlog = b as i32;
     }
-    match m.opt_str("B").as_deref() {
+    match last("B").as_deref() {
         None | Some("auto") | Some("ascii") => {}
         Some("binary") => {
             return Err(refuse("rmemcached: -B binary is not supported yet"));
@@ -445,11 +646,12 @@ pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
             )))
         }
     }
-    let mut chunk_max_set = false;
-    if let Some(i) = m.opt_str("I") {
+    if let Some(i) = last("I") {
         let v = size_with_unit(&i);
         if v < 0 {
-            return Err(refuse("Item max size cannot be less than 1024 bytes."));
+            return Err(inconsistent(
+                "Item max size cannot be less than 1024 bytes.",
+            ));
         }
         c.item_size_max = v as usize;
     }
@@ -480,7 +682,6 @@ pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
                 "no_hashexpand" => c.hash_expand = false,
                 "slab_chunk_max" => {
                     c.slab_chunk_max = size_with_unit(&need(val)?).max(0) as usize;
-                    chunk_max_set = true;
                 }
                 "maxconns_fast" => c.maxconns_fast = true,
                 "no_maxconns_fast" => c.maxconns_fast = false,
@@ -496,33 +697,34 @@ pub fn parse(args: &[String]) -> Result<Parsed, Refused> {
 
     // memcached's consistency checks, with its messages.
     if c.item_size_max < 1024 {
-        return Err(refuse("Item max size cannot be less than 1024 bytes."));
+        return Err(inconsistent(
+            "Item max size cannot be less than 1024 bytes.",
+        ));
     }
     if c.item_size_max > c.maxbytes / 2 {
-        return Err(refuse(
+        return Err(inconsistent(
             "Cannot set item size limit higher than 1/2 of memory max.",
         ));
     }
     if c.item_size_max > 1024 * 1024 * 1024 {
-        return Err(refuse("Cannot set item size limit higher than a gigabyte."));
-    }
-    if !chunk_max_set && c.slab_chunk_max > c.item_size_max {
-        c.slab_chunk_max = c.item_size_max;
+        return Err(inconsistent(
+            "Cannot set item size limit higher than a gigabyte.",
+        ));
     }
     if c.slab_chunk_max > c.item_size_max {
-        return Err(refuse(format!(
+        return Err(inconsistent(format!(
             "slab_chunk_max (bytes: {}) cannot be larger than -I (item_size_max {})",
             c.slab_chunk_max, c.item_size_max
         )));
     }
     if c.slab_chunk_max == 0 || c.item_size_max % c.slab_chunk_max != 0 {
-        return Err(refuse(format!(
+        return Err(inconsistent(format!(
             "-I (item_size_max: {}) must be evenly divisible by slab_chunk_max (bytes: {})",
             c.item_size_max, c.slab_chunk_max
         )));
     }
     if c.slab_page_size % c.slab_chunk_max != 0 {
-        return Err(refuse(format!(
+        return Err(inconsistent(format!(
             "slab_chunk_max (bytes: {}) must divide evenly into {} (slab_page_size)",
             c.slab_chunk_max, c.slab_page_size
         )));
@@ -536,7 +738,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Config {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        match parse(&args) {
+        match parse("rmemcached", &args) {
             Ok(Parsed::Run(c)) => *c,
             other => panic!("{other:?}"),
         }
@@ -575,8 +777,8 @@ mod tests {
         assert_eq!(c.verbose, 2);
         assert_eq!(c.item_size_max, 2 << 20);
         assert_eq!(c.slab_chunk_max, 512 * 1024);
-        let c = run(&["-I", "1k"]);
-        assert_eq!(c.slab_chunk_max, 1024);
+        let c = run(&["-p", "1", "-p", "2"]);
+        assert_eq!(c.port, 2);
     }
 
     #[test]
@@ -591,7 +793,7 @@ mod tests {
             &["-f", "1"],
         ] {
             let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-            assert!(parse(&a).is_err(), "{args:?}");
+            assert!(parse("rmemcached", &a).is_err(), "{args:?}");
         }
     }
 }

@@ -15,8 +15,10 @@ fn fail(code: u8, msg: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match config::parse(&args) {
+    let mut argv = std::env::args();
+    let prog = argv.next().unwrap_or_else(|| "rmemcached".to_owned());
+    let args: Vec<String> = argv.collect();
+    let cfg = match config::parse(&prog, &args) {
         Ok(Parsed::Run(cfg)) => *cfg,
         Ok(Parsed::Print(text)) => {
             print!("{text}");
@@ -51,8 +53,34 @@ fn main() -> ExitCode {
         None
     };
 
-    // Bind before dropping privileges and before detaching, so a port that
-    // is taken is reported to the person who started the server.
+    if let Some((name, (uid, gid))) = user {
+        if sys::switch_user(uid, gid).is_err() {
+            return fail(
+                EX_OSERR,
+                &format!("failed to assume identity of user {name}"),
+            );
+        }
+    }
+
+    // memcached detaches before it binds: with -d the parent exits 0 even
+    // when the port turns out to be taken.
+    if cfg.daemonize {
+        if let Err(e) = sys::daemonize() {
+            return fail(
+                EX_OSERR,
+                &format!("failed to daemon() in order to daemonize: {e}"),
+            );
+        }
+    }
+    if let Err(e) = sys::install_signal_handlers() {
+        return fail(EX_OSERR, &format!("failed to install signal handlers: {e}"));
+    }
+    if cfg.lock_memory {
+        if let Err(e) = sys::lock_memory() {
+            eprintln!("warning: -k invalid, mlockall() failed: {e}");
+        }
+    }
+
     let listeners = match server::bind(&cfg) {
         Ok(l) => l,
         Err(e) => {
@@ -63,32 +91,6 @@ fn main() -> ExitCode {
         }
     };
 
-    if let Some((name, (uid, gid))) = user {
-        if sys::switch_user(uid, gid).is_err() {
-            return fail(
-                EX_OSERR,
-                &format!("failed to assume identity of user {name}"),
-            );
-        }
-    }
-
-    if cfg.daemonize {
-        if let Err(e) = sys::daemonize() {
-            return fail(
-                EX_OSERR,
-                &format!("failed to daemon() in order to daemonize: {e}"),
-            );
-        }
-    }
-    if let Err(e) = sys::install_signal_handlers(cfg.daemonize) {
-        return fail(EX_OSERR, &format!("failed to install signal handlers: {e}"));
-    }
-    if cfg.lock_memory {
-        if let Err(e) = sys::lock_memory() {
-            eprintln!("warning: -k invalid, mlockall() failed: {e}");
-        }
-    }
-
     let pidfile = cfg.pidfile.clone();
     if let Some(path) = &pidfile {
         if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
@@ -97,9 +99,16 @@ fn main() -> ExitCode {
     }
 
     let verbose = cfg.verbose;
+    let daemonized = cfg.daemonize;
     let result = server::Server::new(cfg, listeners).and_then(|mut s| s.run(&sys::stop_requested));
 
-    if let Some(path) = &pidfile {
+    if sys::graceful_stop() {
+        eprintln!("Gracefully stopping");
+    } else if verbose > 0 && result.is_ok() {
+        eprintln!("Exiting normally");
+    }
+    // Like memcached, only a daemon removes its pid file.
+    if let Some(path) = pidfile.as_ref().filter(|_| daemonized) {
         if let Err(e) = std::fs::remove_file(path) {
             if verbose > 0 {
                 eprintln!("Could not remove the pid file {path}: {e}");

@@ -21,8 +21,14 @@ use crate::stats::Counters;
 
 /// Tokens at and above this name listeners.
 const LISTENER_BASE: usize = usize::MAX / 2;
-/// memcached reserves five descriptors per worker thread.
+/// memcached reserves five descriptors per worker thread (`reserved_fds`).
 const RESERVED_FDS_PER_THREAD: usize = 5;
+/// memcached's limit is on descriptor numbers: standard streams, its event
+/// bases and notify pipes use 7 plus 4 per worker thread besides the
+/// listeners, and a client whose descriptor would reach `-c` is refused.
+/// The same count of clients is admitted here for the same flags.
+const FIXED_FDS: usize = 7;
+const FDS_PER_THREAD: usize = 4;
 /// memcached's default initial hash power.
 const DEFAULT_HASHPOWER: u32 = 16;
 
@@ -226,8 +232,11 @@ impl Server {
                     return;
                 }
             };
-            let in_use = self.listeners.len() + self.conns.len() + self.reserved_fds();
-            if in_use + 1 >= self.cfg.maxconns {
+            let in_use = FIXED_FDS
+                + FDS_PER_THREAD * self.cfg.threads as usize
+                + self.listeners.len()
+                + self.conns.len();
+            if in_use >= self.cfg.maxconns {
                 let _ = stream.write(b"ERROR Too many open connections\r\n");
                 self.counters.rejected_connections += 1;
                 continue;

@@ -11,8 +11,10 @@ use std::net::SocketAddr;
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set by SIGTERM and SIGINT; the event loop polls it every turn.
+/// Set by SIGTERM, SIGINT and SIGUSR1; the event loop polls it every turn.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGUSR1, memcached's graceful stop.
+static GRACEFUL: AtomicBool = AtomicBool::new(false);
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
@@ -22,9 +24,17 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    // Only atomic stores: async-signal-safe.
+    if sig == libc::SIGUSR1 {
+        GRACEFUL.store(true, Ordering::SeqCst);
+    }
     STOP.store(true, Ordering::SeqCst);
+}
+
+/// Whether the stop was SIGUSR1's graceful one.
+pub fn graceful_stop() -> bool {
+    GRACEFUL.load(Ordering::SeqCst)
 }
 
 /// Whether a stop signal arrived.
@@ -32,18 +42,17 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// SIGTERM/SIGINT request a clean stop; SIGPIPE is ignored (writes report
-/// EPIPE instead); SIGHUP is ignored when daemonized, as memcached does.
-pub fn install_signal_handlers(ignore_hup: bool) -> io::Result<()> {
+/// SIGTERM/SIGINT/SIGUSR1 request a clean stop; SIGPIPE (writes report
+/// EPIPE instead) and SIGHUP are ignored, as memcached does.
+pub fn install_signal_handlers() -> io::Result<()> {
     let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     for (sig, action) in [
         (libc::SIGTERM, handler),
         (libc::SIGINT, handler),
+        (libc::SIGUSR1, handler),
         (libc::SIGPIPE, libc::SIG_IGN),
-    ]
-    .into_iter()
-    .chain(ignore_hup.then_some((libc::SIGHUP, libc::SIG_IGN)))
-    {
+        (libc::SIGHUP, libc::SIG_IGN),
+    ] {
         // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
         // value; the handler only performs an atomic store.
         unsafe {

@@ -325,7 +325,8 @@ fn over_long_line_closes_and_multiget_key_too_long_drops_batch() {
 
 #[test]
 fn connection_limit_rejects_with_memcached_message() {
-    // -c 30 with 4 "threads": 20 reserved descriptors, one listener.
+    // -c 30 with 4 "threads": memcached admits 30 - 7 - 4 * 4 - 1 (one
+    // listener) clients and refuses the next.
     let srv = Server::start(&["-c", "30"]);
     let mut held = Vec::new();
     let rejected = loop {
@@ -350,5 +351,5 @@ fn connection_limit_rejects_with_memcached_message() {
         held.push(c);
         assert!(held.len() < 30);
     };
-    assert_eq!(rejected, 30 - 1 - 20 - 1);
+    assert_eq!(rejected, 30 - 7 - 4 * 4 - 1);
 }

@@ -47,6 +47,20 @@ def run(args, timeout=10):
     )
 
 
+def run_failing(args, timeout=5):
+    """run() for command lines that must be refused.  Should the binary
+    start a server anyway (a daemon survives the run; a foreground one hits
+    the timeout), it is killed; the test's assertions still fail."""
+    argv = [BIN] + [str(a) for a in args]
+    try:
+        return run(args, timeout)
+    finally:
+        if "-d" in argv:
+            time.sleep(0.05)
+        for pid in pids_with_cmdline(argv):
+            kill_pid(pid)
+
+
 def base_args(port):
     return user_args() + ["-l", "127.0.0.1", "-U", "0", "-p", str(port)]
 
@@ -144,6 +158,8 @@ def test_seed_deployment_daemon():
     finally:
         if pid is not None:
             kill_pid(pid)
+        for leftover in pids_with_cmdline([BIN] + argv):
+            kill_pid(leftover)
         remove_quietly(pidfile)
 
 
@@ -174,9 +190,10 @@ def test_daemon_memory_suffix():
 def test_daemon_pidfile_removed_on_sigint():
     port = free_port()
     pidfile = unique_pidfile()
+    argv = ["-d", "-P", pidfile] + base_args(port)
     pid = None
     try:
-        result = run(["-d", "-P", pidfile] + base_args(port))
+        result = run(argv)
         assert result.returncode == 0, result.stderr
         pid = read_pidfile(pidfile)
         wait_port(port, timeout=5)
@@ -186,6 +203,8 @@ def test_daemon_pidfile_removed_on_sigint():
     finally:
         if pid is not None:
             kill_pid(pid)
+        for leftover in pids_with_cmdline([BIN] + argv):
+            kill_pid(leftover)
         remove_quietly(pidfile)
 
 
@@ -205,7 +224,7 @@ def test_foreground_pidfile_written_and_kept(start_server):
 
 def test_daemon_reports_option_errors_before_forking():
     port = free_port()
-    result = run(["-d", "-I", "1k"] + base_args(port))
+    result = run_failing(["-d", "-I", "1k"] + base_args(port))
     assert result.returncode == 64
     assert result.stderr == (
         b"slab_chunk_max (bytes: 524288) cannot be larger than -I (item_size_max 1024)\n")
@@ -237,7 +256,7 @@ def test_daemon_busy_port_still_exits_zero(start_server):
 @needs_root
 def test_root_without_u_refused():
     port = free_port()
-    result = run(["-l", "127.0.0.1", "-U", "0", "-p", str(port)])
+    result = run_failing(["-l", "127.0.0.1", "-U", "0", "-p", str(port)])
     assert result.returncode == 64
     assert result.stdout == b""
     assert result.stderr == b"can't run as root without the -u switch\n"
@@ -247,7 +266,7 @@ def test_root_without_u_refused():
 @needs_root
 def test_root_without_u_refused_as_daemon():
     port = free_port()
-    result = run(["-d", "-l", "127.0.0.1", "-U", "0", "-p", str(port)])
+    result = run_failing(["-d", "-l", "127.0.0.1", "-U", "0", "-p", str(port)])
     assert result.returncode == 64
     assert result.stderr == b"can't run as root without the -u switch\n"
     assert port_refuses(port) is True
@@ -256,7 +275,7 @@ def test_root_without_u_refused_as_daemon():
 @needs_root
 def test_unknown_user_refused():
     port = free_port()
-    result = run(["-u", "no-such-user-rmc", "-l", "127.0.0.1", "-U", "0",
+    result = run_failing(["-u", "no-such-user-rmc", "-l", "127.0.0.1", "-U", "0",
                   "-p", str(port)])
     assert result.returncode == 67
     assert result.stdout == b""
@@ -272,7 +291,7 @@ def test_unknown_user_refused():
 ])
 def test_unknown_option(opts, first_line):
     port = free_port()
-    result = run(base_args(port) + opts)
+    result = run_failing(base_args(port) + opts)
     assert result.returncode == 1
     assert result.stdout == b""
     expected = first_line.format(BIN) + "\n" + 'Illegal argument "?"\n'
@@ -286,7 +305,7 @@ def test_unknown_option(opts, first_line):
     ("--port", "{0}: option '--port' requires an argument"),
 ])
 def test_missing_option_argument(opt, first_line):
-    result = run(user_args() + ["-l", "127.0.0.1", "-U", "0", opt])
+    result = run_failing(user_args() + ["-l", "127.0.0.1", "-U", "0", opt])
     assert result.returncode == 1
     assert result.stdout == b""
     expected = first_line.format(BIN) + "\n" + 'Illegal argument "?"\n'
@@ -303,7 +322,7 @@ def test_missing_option_argument(opt, first_line):
 ])
 def test_invalid_option_value(opts, message):
     port = free_port()
-    result = run(base_args(port) + opts)
+    result = run_failing(base_args(port) + opts)
     assert result.returncode == 1
     assert result.stdout == b""
     assert result.stderr.decode() == message
@@ -333,7 +352,7 @@ def test_memory_limit_values(start_server, value, maxbytes):
 def test_memory_limit_too_small_for_items(value):
     """atoi("1g") == 1 MB, which cannot hold a 1 MB item (half the memory)."""
     port = free_port()
-    result = run(base_args(port) + ["-m", value])
+    result = run_failing(base_args(port) + ["-m", value])
     assert result.returncode == 64
     assert result.stdout == b""
     assert result.stderr == b"Cannot set item size limit higher than 1/2 of memory max.\n"
@@ -497,7 +516,7 @@ def test_item_size_accepted(start_server, opts, item_size_max):
 ])
 def test_item_size_rejected(opts, message):
     port = free_port()
-    result = run(base_args(port) + opts)
+    result = run_failing(base_args(port) + opts)
     assert result.returncode == 64
     assert result.stdout == b""
     assert result.stderr.decode() == message

@@ -19,11 +19,21 @@ detected depends on its mode:
             over-long line): no sentinel, no half-close; the server must close
             the connection by itself within 2 s.
 
+A case may contain barriers: everything before a barrier is sent and fully
+answered (sentinel) before the rest is sent.  Needed where memcached's reply
+depends on which replies it has already written out (an over-long key in a
+multi-get discards the replies not yet sent).
+
 Each case is sent whole (one send per chunk of the case), split at seeded
 random points (1 ms between sends, TCP_NODELAY), and for a subset one byte
 per send.  Cases whose behaviour legitimately depends on how the bytes are
 read (lines > 2048 bytes without newline, bytes after `quit`) are marked
 split=False and only sent whole.
+
+memcached itself is not deterministic everywhere; the corpus avoids those
+spots (see Gen), and generated cases compare incr/decr results up to the
+space padding of a shrunk number (see padding_free).  Hand-written cases are
+compared strictly and are built so that memcached pads deterministically.
 
 All mismatches are collected and reported together at the end of each test
 function (first 30 shown).  RMC_DIFF_DUMP=path writes the whole corpus
@@ -48,6 +58,7 @@ SENTINEL = b"version\r\n"
 CASE_TIMEOUT = 2.0
 GAP = 0.001  # seconds between split sends
 MAX_SHOWN = 30
+MAX_SUT_STALLS = 15  # give up on a test function after this many timeouts
 
 
 # ---------------------------------------------------------------------------
@@ -92,7 +103,7 @@ def count_version_commands(stream):
     for line in stream.split(b"\n")[:-1]:
         if len(line) > 1 and line.endswith(b"\r"):
             line = line[:-1]
-        toks = line.split(b"\x00")[0].split()
+        toks = [t for t in line.split(b"\x00")[0].split(b" ") if t]
         if toks and toks[0] == b"version":
             n += 1
     return n
@@ -316,7 +327,6 @@ def handwritten_cases():
         + blk(b"set", b"j", b"y" * (BIG_OK + 1)) + b"get j\r\n")
     add("size_limit_exact_flags1", blk(b"set", b"k", b"x" * BIG_OK_FLAGS, flags=b"1")
         + blk(b"set", b"j", b"y" * (BIG_OK_FLAGS + 1), flags=b"1") + b"get j\r\n")
-    add("declared_length_int_max_minus_2_too_large", b"set k 0 0 2147483645\r\nabc\r\n", mode="eof")
     add("declared_length_int_max_minus_1_bad_format", b"set k 0 0 2147483646\r\nx\r\n")
     add("incomplete_value_at_eof", b"set k 0 0 10\r\nabc", mode="eof")
     add("incomplete_line_at_eof", b"get k\r\nget k", mode="eof")
@@ -779,11 +789,14 @@ class Target:
         self.ctl = None
 
     def reset(self):
+        code = self.server.proc.poll()
+        if code is not None:
+            raise ConnectionError("%s exited with status %s" % (self.label, code))
         last = None
-        for _ in range(3):
+        for _ in range(2):
             try:
                 if self.ctl is None:
-                    self.ctl = self.server.connect(timeout=5)
+                    self.ctl = self.server.connect(timeout=2)
                 self.ctl.sendall(b"flush_all\r\nverbosity 0\r\n")
                 buf = b""
                 while len(buf) < 8:
@@ -1115,11 +1128,21 @@ class Differ:
         self.total = 0
         self.padding_only = 0
         self.mismatches = []
+        self.stalls = 0
+        self.aborted = None
 
     def compare(self, name, stream, run, strict=True):
+        if self.aborted:
+            return None
         self.total += 1
         ref = run(self.ref)
         sut = run(self.sut)
+        if ref.status != sut.status and ("within" in sut.status or "still open" in sut.status
+                                         or "harness error" in sut.status):
+            self.stalls += 1
+            if self.stalls >= MAX_SUT_STALLS:
+                self.aborted = "gave up after %d rmemcached timeouts/errors (last: %s)" % (
+                    self.stalls, name)
         if ref != sut:
             if not strict and ref.status == sut.status and \
                     padding_free(ref.data) == padding_free(sut.data):
@@ -1137,9 +1160,11 @@ class Differ:
             self.label, self.total, matched,
             " (%d of them up to incr/decr space padding)" % self.padding_only
             if self.padding_only else "", len(self.mismatches))
+        if self.aborted:
+            summary += "; " + self.aborted
         with self.capsys.disabled():
             print("\n" + summary)
-        if self.mismatches:
+        if self.mismatches or self.aborted:
             shown = self.mismatches[:MAX_SHOWN]
             more = len(self.mismatches) - len(shown)
             pytest.fail(summary + "\n\n" + "\n\n".join(shown)

@@ -3,12 +3,13 @@ import re
 
 import pytest
 from pymemcache.client.base import Client
-from mcutil import wait_for
 from pymemcache.exceptions import (
     MemcacheClientError,
     MemcacheServerError,
     MemcacheUnknownCommandError,
 )
+
+from mcutil import wait_for
 
 MB = 1024 * 1024
 
