@@ -44,6 +44,10 @@ pub struct Config {
     pub slab_page_size: usize,
     pub maxconns_fast: bool,
     pub track_sizes: bool,
+    /// Key prefix delimiter of `stats detail` (`-D`).
+    pub prefix_delimiter: u8,
+    /// `stats detail` on from the start (`-D`).
+    pub detail_enabled: bool,
 }
 
 impl Default for Config {
@@ -78,6 +82,8 @@ impl Default for Config {
             slab_page_size: 1024 * 1024,
             maxconns_fast: true,
             track_sizes: false,
+            prefix_delimiter: b':',
+            detail_enabled: false,
         }
     }
 }
@@ -421,7 +427,7 @@ fn options() -> Options {
     o.optmulti(
         "D",
         "",
-        "use <char> as the delimiter between key prefixes and IDs (not yet supported)",
+        "use <char> as the delimiter between key prefixes and IDs (turns on stats detail)",
         "<char>",
     );
     o.optmulti(
@@ -513,6 +519,11 @@ pub fn usage() -> String {
         };
         text.push_str(&format!("{flags:<32}{help}\n"));
     }
+    text.push_str(&format!(
+        "{:<32}{}\n",
+        "-D <char>",
+        "use <char> as the delimiter between key prefixes and IDs (turns on stats detail)"
+    ));
     text.push_str(
         "-o, --extended                  comma separated list of extended options:\n\
          \x20  - idle_timeout:          timeout for idle connections (default: 0, off)\n\
@@ -557,7 +568,6 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
         ("s", "-s (unix sockets)"),
         ("a", "-a (unix socket mask)"),
         ("L", "-L (large pages)"),
-        ("D", "-D (stats detail prefixes)"),
         ("S", "-S (SASL)"),
         ("Y", "-Y (ASCII authentication)"),
         ("e", "-e (memory file)"),
@@ -654,6 +664,11 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
             ));
         }
         c.item_size_max = v as usize;
+    }
+    if let Some(d) = last("D") {
+        // memcached takes the first character and turns detail stats on.
+        c.prefix_delimiter = d.bytes().next().unwrap_or(0);
+        c.detail_enabled = true;
     }
     c.flush_enabled = !m.opt_present("F");
     c.dump_enabled = !m.opt_present("X");

@@ -2,7 +2,7 @@
 //!
 //! Layers, each importing only those before it:
 //! `numbers, config, clock, stats` → `cache` (arena → item → index, lru)
-//! → `proto` → `reactor`, `sys` → `conn` → `report` → `server`.
+//! → `proto` → `reactor`, `sys` → `conn` → `server`.
 //! The protocol parser is pure, storage never touches sockets, and the
 //! reactor knows nothing of memcached; only `conn` brings them together.
 
@@ -15,7 +15,6 @@ pub mod conn;
 pub mod numbers;
 pub mod proto;
 pub mod reactor;
-pub mod report;
 pub mod server;
 pub mod stats;
 pub mod sys;

@@ -15,9 +15,9 @@ use slab::Slab;
 use crate::cache::{arena::chunk_sizes, Cache, CacheConfig};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::conn::{Conn, Ctx, Next, ServerInfo};
+use crate::conn::{Conn, ConnLine, Ctx, Next, ServerInfo};
 use crate::reactor::{Interest, Reactor, Token};
-use crate::stats::Counters;
+use crate::stats::{Counters, PrefixStats};
 
 /// Tokens at and above this name listeners.
 const LISTENER_BASE: usize = usize::MAX / 2;
@@ -103,6 +103,9 @@ pub struct Server {
     /// Connections that yielded with work left.
     pending: Vec<usize>,
     shutdown: bool,
+    detail: PrefixStats,
+    /// Relative time the server started (listeners' last "command").
+    started: u32,
     peak_conns: usize,
     last_second: u32,
 }
@@ -136,6 +139,7 @@ impl Server {
         };
         let clock = Clock::new();
         let last_second = clock.now();
+        let detail = PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled);
         Ok(Server {
             reactor,
             listeners: ls,
@@ -146,6 +150,8 @@ impl Server {
             cfg,
             pending: Vec::new(),
             shutdown: false,
+            detail,
+            started: last_second,
             peak_conns: 0,
             last_second,
         })
@@ -256,10 +262,10 @@ impl Server {
             {
                 continue;
             }
+            let conn = entry.insert(Conn::new(stream, self.clock.now()));
             if self.cfg.verbose > 1 {
-                eprintln!("<{token} new auto-negotiating client connection");
+                eprintln!("<{} new auto-negotiating client connection", conn.fd);
             }
-            entry.insert(Conn::new(stream, self.clock.now()));
             self.counters.total_connections += 1;
             self.peak_conns = self.peak_conns.max(self.conns.len());
             // Data may already be waiting; edge-triggered readiness would
@@ -278,12 +284,55 @@ impl Server {
             cfg: &mut self.cfg,
             server: &info,
             shutdown: &mut self.shutdown,
+            detail: &mut self.detail,
+            trace: None,
         };
         match conn.drive(&mut ctx) {
             Next::Wait => {}
             Next::Yield => self.pending.push(token),
             Next::Close => self.close(token),
+            Next::StatsConns => {
+                let reply = self.stats_conns(token);
+                self.conns[token].queue_reply(&reply);
+                self.drive(token);
+            }
         }
+    }
+
+    /// `stats conns` over the listeners and every connection.
+    fn stats_conns(&self, asking: usize) -> Vec<u8> {
+        fn text(a: Option<SocketAddr>) -> String {
+            match a {
+                Some(SocketAddr::V4(a)) => format!("tcp:{}:{}", a.ip(), a.port()),
+                Some(SocketAddr::V6(a)) => format!("tcp6:[{}]:{}", a.ip(), a.port()),
+                None => "<closed>".to_owned(),
+            }
+        }
+        let now = self.clock.now();
+        let mut lines: Vec<ConnLine> = self
+            .listeners
+            .iter()
+            .map(|l| {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(l);
+                (
+                    fd,
+                    text(l.local_addr().ok()),
+                    None,
+                    "conn_listening",
+                    now - self.started,
+                )
+            })
+            .collect();
+        for (t, c) in &self.conns {
+            lines.push((
+                c.fd,
+                text(c.stream.peer_addr().ok()),
+                Some(text(c.stream.local_addr().ok())),
+                c.state_name(t == asking),
+                now.saturating_sub(c.last_cmd_time),
+            ));
+        }
+        crate::conn::conns_report(lines)
     }
 
     fn close(&mut self, token: usize) {
@@ -291,7 +340,7 @@ impl Server {
         conn.release(&mut self.cache);
         let _ = self.reactor.registry().deregister(&mut conn.stream);
         if self.cfg.verbose > 1 {
-            eprintln!("<{token} connection closed.");
+            eprintln!("<{} connection closed.", conn.fd);
         }
     }
 

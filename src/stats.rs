@@ -52,3 +52,110 @@ mod tests {
         assert_eq!(c.cmd_get, 0);
     }
 }
+
+/// `stats detail`: get/hit/set/delete counts per key prefix (the part of a
+/// key before the delimiter; keys without it are not counted), as
+/// memcached keeps them when `stats detail on` or `-D` turns them on.
+#[derive(Debug, Clone)]
+pub struct PrefixStats {
+    pub enabled: bool,
+    pub delimiter: u8,
+    /// Prefixes in the order they were first seen, with their counters.
+    entries: Vec<(Vec<u8>, [u64; 4])>,
+    index: std::collections::HashMap<Vec<u8>, usize>,
+}
+
+const GET: usize = 0;
+const HIT: usize = 1;
+const SET: usize = 2;
+const DEL: usize = 3;
+
+impl PrefixStats {
+    pub fn new(delimiter: u8, enabled: bool) -> PrefixStats {
+        PrefixStats {
+            enabled,
+            delimiter,
+            entries: Vec::new(),
+            index: std::collections::HashMap::new(),
+        }
+    }
+
+    fn counters(&mut self, key: &[u8]) -> Option<&mut [u64; 4]> {
+        if !self.enabled {
+            return None;
+        }
+        let len = memchr::memchr(self.delimiter, key)?;
+        let prefix = &key[..len];
+        let i = match self.index.get(prefix) {
+            Some(&i) => i,
+            None => {
+                self.entries.push((prefix.to_vec(), [0; 4]));
+                self.index.insert(prefix.to_vec(), self.entries.len() - 1);
+                self.entries.len() - 1
+            }
+        };
+        Some(&mut self.entries[i].1)
+    }
+
+    pub fn record_get(&mut self, key: &[u8], hit: bool) {
+        if let Some(c) = self.counters(key) {
+            c[GET] += 1;
+            c[HIT] += u64::from(hit);
+        }
+    }
+
+    pub fn record_set(&mut self, key: &[u8]) {
+        if let Some(c) = self.counters(key) {
+            c[SET] += 1;
+        }
+    }
+
+    pub fn record_delete(&mut self, key: &[u8]) {
+        if let Some(c) = self.counters(key) {
+            c[DEL] += 1;
+        }
+    }
+
+    /// Forgets every prefix (`stats reset`).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.index.clear();
+    }
+
+    /// memcached's `stats detail dump` lines, without the final `END`.
+    pub fn dump(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        for (prefix, c) in &self.entries {
+            out.extend_from_slice(b"PREFIX ");
+            out.extend_from_slice(prefix);
+            let _ = write!(
+                out,
+                " get {} hit {} set {} del {}\r\n",
+                c[GET], c[HIT], c[SET], c[DEL]
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_prefix_and_skips_keys_without_delimiter() {
+        let mut p = PrefixStats::new(b':', true);
+        p.record_set(b"user:1");
+        p.record_get(b"user:1", true);
+        p.record_get(b"user:2", false);
+        p.record_delete(b"user:1");
+        p.record_set(b"plain");
+        let mut out = Vec::new();
+        p.dump(&mut out);
+        assert_eq!(out, b"PREFIX user get 2 hit 1 set 1 del 1\r\n");
+        p.enabled = false;
+        p.record_set(b"user:3");
+        let mut again = Vec::new();
+        p.dump(&mut again);
+        assert_eq!(again, out);
+    }
+}

@@ -26,6 +26,11 @@ impl Default for Lru {
 }
 
 impl Lru {
+    /// Most recently used item of `class`, or [`NIL`].
+    pub fn head(&self, class: u8) -> u32 {
+        self.head[class as usize]
+    }
+
     /// Least recently used item of `class`, or [`NIL`].
     pub fn tail(&self, class: u8) -> u32 {
         self.tail[class as usize]

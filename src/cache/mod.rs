@@ -43,6 +43,7 @@ pub struct CacheConfig {
 /// Counters kept by storage itself.
 #[derive(Debug, Default, Clone)]
 pub struct CacheStats {
+    // Gauges first: `reset` keeps them.
     pub curr_items: u64,
     pub total_items: u64,
     pub bytes: u64,
@@ -56,6 +57,17 @@ pub struct CacheStats {
     pub cas_misses: u64,
     pub cas_hits: u64,
     pub cas_badval: u64,
+}
+
+impl CacheStats {
+    /// Zeroes the counters (`stats reset`) but keeps the gauges.
+    pub fn reset(&mut self) {
+        *self = CacheStats {
+            curr_items: self.curr_items,
+            bytes: self.bytes,
+            ..CacheStats::default()
+        };
+    }
 }
 
 /// A counted reference to an item; give it back with [`Cache::release`].
@@ -719,6 +731,24 @@ impl Cache {
             }
         }
         Arith::Value(value)
+    }
+
+    /// Calls `f(key, value length, exptime)` for up to `limit` items (0:
+    /// all) of `class`'s LRU, most recent first, until `f` returns false.
+    pub fn walk_lru(&self, class: u8, limit: usize, mut f: impl FnMut(&[u8], usize, u32) -> bool) {
+        if class == 0 || class as usize >= self.arena.classes().len() {
+            return;
+        }
+        let mut h = self.lru.head(class);
+        let mut shown = 0;
+        while h != NIL && (limit == 0 || shown < limit) {
+            let hdr = self.hdr(h);
+            if !f(self.key(h), hdr.nbytes as usize - 2, hdr.exptime) {
+                return;
+            }
+            shown += 1;
+            h = hdr.next;
+        }
     }
 
     /// `flush_all`: items last stored or bumped before `new_oldest` stop

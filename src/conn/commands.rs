@@ -23,12 +23,22 @@ pub(super) enum After {
     CloseAfterWrite,
     /// Close now.
     Close,
+    /// Ask the server for `stats conns`, which only it can see.
+    StatsConns,
 }
 
 /// memcached's `MAX_VERBOSITY_LEVEL`.
 const MAX_VERBOSITY: u32 = 2;
 
-fn reply(out: &mut OutQueue, text: &str, noreply: bool) {
+/// Queues a one-line reply; at `-vv` traces it as memcached does.
+fn reply(out: &mut OutQueue, trace: Option<i32>, text: &str, noreply: bool) {
+    if let Some(fd) = trace {
+        if noreply {
+            eprintln!(">{fd} NOREPLY {text}");
+        } else {
+            eprintln!(">{fd} {text}");
+        }
+    }
     if !noreply {
         out.line(text.as_bytes());
     }
@@ -48,20 +58,21 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
             let e = ctx.clock.realtime(exptime);
             if ctx.cache.touch(key, e) {
                 ctx.counters.touch_hits += 1;
-                reply(out, "TOUCHED", noreply);
+                reply(out, ctx.trace, "TOUCHED", noreply);
             } else {
                 ctx.counters.touch_misses += 1;
-                reply(out, "NOT_FOUND", noreply);
+                reply(out, ctx.trace, "NOT_FOUND", noreply);
             }
             After::Next
         }
         Command::Delete { key, noreply } => {
+            ctx.detail.record_delete(key);
             if ctx.cache.delete(key) {
                 ctx.counters.delete_hits += 1;
-                reply(out, "DELETED", noreply);
+                reply(out, ctx.trace, "DELETED", noreply);
             } else {
                 ctx.counters.delete_misses += 1;
-                reply(out, "NOT_FOUND", noreply);
+                reply(out, ctx.trace, "NOT_FOUND", noreply);
             }
             After::Next
         }
@@ -90,25 +101,36 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
                     } else {
                         ctx.counters.decr_misses += 1;
                     }
-                    reply(out, "NOT_FOUND", noreply);
+                    reply(out, ctx.trace, "NOT_FOUND", noreply);
                 }
                 Arith::NonNumeric => reply(
                     out,
+                    ctx.trace,
                     "CLIENT_ERROR cannot increment or decrement non-numeric value",
                     noreply,
                 ),
-                Arith::OutOfMemory => reply(out, "SERVER_ERROR out of memory", noreply),
+                Arith::OutOfMemory => reply(out, ctx.trace, "SERVER_ERROR out of memory", noreply),
             }
             After::Next
         }
         Command::FlushAll { delay, noreply } => {
             ctx.counters.cmd_flush += 1;
             if !ctx.cfg.flush_enabled {
-                reply(out, "CLIENT_ERROR flush_all not allowed", noreply);
+                reply(
+                    out,
+                    ctx.trace,
+                    "CLIENT_ERROR flush_all not allowed",
+                    noreply,
+                );
                 return After::Next;
             }
             let Some(delay) = delay else {
-                reply(out, "CLIENT_ERROR invalid exptime argument", noreply);
+                reply(
+                    out,
+                    ctx.trace,
+                    "CLIENT_ERROR invalid exptime argument",
+                    noreply,
+                );
                 return After::Next;
             };
             let new_oldest = if delay > 0 {
@@ -117,7 +139,7 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
                 ctx.clock.now()
             };
             ctx.cache.flush_all(new_oldest);
-            reply(out, "OK", noreply);
+            reply(out, ctx.trace, "OK", noreply);
             After::Next
         }
         Command::Version => {
@@ -131,35 +153,34 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
         Command::Quit => After::CloseAfterWrite,
         Command::Verbosity { level, noreply } => {
             ctx.cfg.verbose = level.min(MAX_VERBOSITY);
-            reply(out, "OK", noreply);
+            reply(out, ctx.trace, "OK", noreply);
             After::Next
         }
-        Command::Stats(t) => {
-            crate::report::stats(&t, out, ctx);
-            After::Next
-        }
+        Command::Stats(t) => super::report::stats(&t, out, ctx),
         Command::Shutdown(t) => {
             if !ctx.cfg.shutdown_enabled {
-                reply(out, "ERROR: shutdown not enabled", false);
+                reply(out, ctx.trace, "ERROR: shutdown not enabled", false);
                 return After::Next;
             }
             if t.len() == 1 || (t.len() == 2 && t.get(1) == b"graceful") {
                 *ctx.shutdown = true;
                 return After::Close;
             }
-            reply(out, "CLIENT_ERROR invalid shutdown mode", false);
+            reply(out, ctx.trace, "CLIENT_ERROR invalid shutdown mode", false);
             After::Next
         }
         Command::CacheMemlimit { megabytes, noreply } => {
             match megabytes {
-                None => reply(out, "ERROR", noreply),
+                None => reply(out, ctx.trace, "ERROR", noreply),
                 Some(mb) if mb < 8 => reply(
                     out,
+                    ctx.trace,
                     "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m",
                     noreply,
                 ),
                 Some(mb) if mb > 1_000_000_000 => reply(
                     out,
+                    ctx.trace,
                     "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes",
                     noreply,
                 ),
@@ -167,13 +188,13 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
                     let bytes = mb as usize * 1024 * 1024;
                     ctx.cache.set_mem_limit(bytes);
                     ctx.cfg.maxbytes = bytes;
-                    reply(out, "OK", noreply);
+                    reply(out, ctx.trace, "OK", noreply);
                 }
             }
             After::Next
         }
         Command::Reply { text, noreply } => {
-            reply(out, text, noreply);
+            reply(out, ctx.trace, text, noreply);
             After::Next
         }
         Command::Close => After::Close,
@@ -187,10 +208,16 @@ fn get(region: &[u8], cas: bool, touch: Option<i32>, out: &mut OutQueue, ctx: &m
             // memcached drops every reply not yet sent, then reports the
             // bad key alone.
             out.drop_unsent(ctx.cache);
-            reply(out, "CLIENT_ERROR bad command line format", false);
+            reply(
+                out,
+                ctx.trace,
+                "CLIENT_ERROR bad command line format",
+                false,
+            );
             return After::Next;
         }
         let hit = ctx.cache.get(key, new_exptime);
+        ctx.detail.record_get(key, hit.is_some());
         match (&hit, touch.is_some()) {
             (Some(_), true) => {
                 ctx.counters.cmd_touch += 1;
@@ -210,6 +237,9 @@ fn get(region: &[u8], cas: bool, touch: Option<i32>, out: &mut OutQueue, ctx: &m
             }
         }
         if let Some(it) = hit {
+            if let Some(fd) = ctx.trace {
+                eprintln!(">{fd} sending key {}", String::from_utf8_lossy(key));
+            }
             let v = ctx.cache.view(&it);
             let t = out.text();
             t.extend_from_slice(b"VALUE ");
@@ -227,11 +257,15 @@ fn get(region: &[u8], cas: bool, touch: Option<i32>, out: &mut OutQueue, ctx: &m
             out.item(it, len);
         }
     }
+    if let Some(fd) = ctx.trace {
+        eprintln!(">{fd} END");
+    }
     out.line(b"END");
     After::Next
 }
 
 fn store(s: StoreCmd<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
+    ctx.detail.record_set(s.key);
     let exptime = ctx.clock.realtime(s.exptime);
     let nbytes = s.vlen + 2;
     let mode = match s.mode {
@@ -254,10 +288,20 @@ fn store(s: StoreCmd<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
         Err(e) => {
             if e == AllocError::TooLarge {
                 ctx.counters.store_too_large += 1;
-                reply(out, "SERVER_ERROR object too large for cache", s.noreply);
+                reply(
+                    out,
+                    ctx.trace,
+                    "SERVER_ERROR object too large for cache",
+                    s.noreply,
+                );
             } else {
                 ctx.counters.store_no_memory += 1;
-                reply(out, "SERVER_ERROR out of memory storing object", s.noreply);
+                reply(
+                    out,
+                    ctx.trace,
+                    "SERVER_ERROR out of memory storing object",
+                    s.noreply,
+                );
             }
             // A failed set must not leave the old value visible.
             if mode == StoreMode::Set {
@@ -273,7 +317,7 @@ pub(super) fn complete_store(p: PendingStore, out: &mut OutQueue, ctx: &mut Ctx)
     ctx.counters.cmd_set += 1;
     if !ctx.cache.ends_with_crlf(&p.item) {
         ctx.cache.release(p.item);
-        reply(out, "CLIENT_ERROR bad data chunk", p.noreply);
+        reply(out, ctx.trace, "CLIENT_ERROR bad data chunk", p.noreply);
         return;
     }
     let text = match ctx.cache.store(p.item, p.mode, p.cas) {
@@ -282,5 +326,5 @@ pub(super) fn complete_store(p: PendingStore, out: &mut OutQueue, ctx: &mut Ctx)
         Stored::Exists => "EXISTS",
         Stored::NotFound => "NOT_FOUND",
     };
-    reply(out, text, p.noreply);
+    reply(out, ctx.trace, text, p.noreply);
 }

@@ -20,6 +20,9 @@
 
 mod commands;
 pub mod out;
+mod report;
+
+pub use report::{conns as conns_report, ConnLine};
 
 use mio::net::TcpStream;
 
@@ -71,6 +74,9 @@ pub enum Next {
     Yield,
     /// Close the connection.
     Close,
+    /// The client asked for `stats conns`: the server queues the reply with
+    /// [`Conn::queue_reply`] and drives the connection again.
+    StatsConns,
 }
 
 /// Server-level facts a connection may report (`stats`).
@@ -91,11 +97,17 @@ pub struct Ctx<'a> {
     pub server: &'a ServerInfo,
     /// Set by `shutdown` (with `-A`).
     pub shutdown: &'a mut bool,
+    /// Per-prefix counters of `stats detail`.
+    pub detail: &'a mut crate::stats::PrefixStats,
+    /// The connection's descriptor while `-vv` traces commands.
+    pub trace: Option<i32>,
 }
 
 /// One client connection.
 pub struct Conn {
     pub stream: TcpStream,
+    /// The socket's descriptor, as `stats conns` and `-vv` name it.
+    pub fd: i32,
     state: State,
     rbuf: Vec<u8>,
     rstart: usize,
@@ -109,6 +121,7 @@ pub struct Conn {
 impl Conn {
     pub fn new(stream: TcpStream, now: u32) -> Conn {
         Conn {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
             stream,
             state: State::NewCommand,
             rbuf: Vec::new(),
@@ -125,6 +138,25 @@ impl Conn {
         self.out.clear(cache);
         if let State::ReadValue(p) = std::mem::replace(&mut self.state, State::Closing) {
             cache.release(p.item);
+        }
+    }
+
+    /// Queues bytes the server rendered for this connection.
+    pub fn queue_reply(&mut self, bytes: &[u8]) {
+        self.out.text().extend_from_slice(bytes);
+        self.out.commit();
+    }
+
+    /// memcached's name for the state (`stats conns`); `busy` is the
+    /// connection asking.
+    pub fn state_name(&self, busy: bool) -> &'static str {
+        match self.state {
+            _ if busy => "conn_parse_cmd",
+            State::NewCommand if !self.out.is_empty() => "conn_mwrite",
+            State::NewCommand => "conn_read",
+            State::ReadValue(_) => "conn_nread",
+            State::Swallow { .. } => "conn_swallow",
+            State::Closing => "conn_closing",
         }
     }
 
@@ -168,6 +200,7 @@ impl Conn {
     /// Runs the state machine until it must wait, yield or close.
     pub fn drive(&mut self, ctx: &mut Ctx) -> Next {
         let mut budget = ctx.cfg.reqs_per_event;
+        ctx.trace = (ctx.cfg.verbose > 1).then_some(self.fd);
         loop {
             match &mut self.state {
                 State::Closing => return Next::Close,
@@ -211,6 +244,13 @@ impl Conn {
                         Parsed::Line(cmd, used) => {
                             budget -= 1;
                             self.last_cmd_time = ctx.clock.now();
+                            if let Some(fd) = ctx.trace {
+                                let raw = &self.rbuf[self.rstart..self.rstart + used];
+                                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+                                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                                let line = line.split(|&b| b == 0).next().unwrap_or(line);
+                                eprintln!("<{fd} {}", String::from_utf8_lossy(line));
+                            }
                             let next = commands::execute(cmd, &mut self.out, ctx);
                             self.rstart += used;
                             if self.rstart == self.rend {
@@ -226,6 +266,7 @@ impl Conn {
                                     State::NewCommand
                                 }
                                 commands::After::Close => State::Closing,
+                                commands::After::StatsConns => return Next::StatsConns,
                             };
                         }
                     }

@@ -261,11 +261,17 @@ def handwritten_cases():
     # (the shrinking incr/decr must come before any fetch of the key: see padding_free)
     add("decr_shrink_pads_with_spaces", blk(b"set", b"n", b"100") + b"decr n 1\r\nget n\r\n"
         b"incr n 1\r\nget n\r\n" + blk(b"set", b"m", b"1000") + b"decr m 995\r\ndecr m 5\r\n"
-        b"get m\r\n" + blk(b"set", b"w", b"10000000000000000000") + b"incr w 8446744073709551616\r\n"
+        b"get m\r\n" + blk(b"set", b"w", b"10000000000000000000\x00") + b"incr w 8446744073709551616\r\n"
         b"get w\r\n")
     add("incr_grows_value", blk(b"set", b"n", b"99") + b"incr n 1\r\nget n\r\nincr n 900\r\nget n\r\n")
-    add("incr_wraps_at_2_64", blk(b"set", b"n", b"18446744073709551615") + b"incr n 1\r\nget n\r\n"
-        + blk(b"set", b"m", b"18446744073709551610") + b"incr m 18446744073709551615\r\ngets m\r\n")
+    # Stored numbers >= 2**63 are followed by a NUL byte: without it memcached's
+    # check for a '-' sign reads past the value into stale memory (mc_number).
+    add("incr_wraps_at_2_64", blk(b"set", b"n", b"18446744073709551615\x00") + b"incr n 1\r\nget n\r\n"
+        + blk(b"set", b"m", b"18446744073709551610\x00") + b"incr m 18446744073709551615\r\ngets m\r\n"
+        + blk(b"set", b"s", b"10") + b"incr s 18446744073709551615\r\nget s\r\n")
+    add("decr_from_2_64_minus_1", blk(b"set", b"n", b"18446744073709551615\x00")
+        + b"decr n 18446744073709551615\r\nget n\r\n" + blk(b"set", b"m", b"9223372036854775808\x00")
+        + b"decr m 1\r\nget m\r\n")
     add("decr_clamps_at_zero", blk(b"set", b"n", b"5") + b"decr n 10\r\nget n\r\ndecr n 1\r\n")
     add("incr_non_numeric_values",
         blk(b"set", b"a", b"abc") + b"incr a 1\r\n" + blk(b"set", b"b", b"") + b"decr b 1\r\n"
@@ -277,10 +283,11 @@ def handwritten_cases():
         + blk(b"set", b"e", b"007") + b"incr e 1\r\n" + blk(b"set", b"f", b"5\r\n") + b"incr f 1\r\n"
         + b"get a b c d e f\r\n")
     add("incr_20_and_21_digits",
-        blk(b"set", b"a", b"12345678901234567890") + b"incr a 1\r\n"
+        blk(b"set", b"a", b"12345678901234567890\x00") + b"incr a 1\r\n"
+        + blk(b"set", b"e", b"1234567890123456789") + b"incr e 1\r\ndecr e 1234567890123456790\r\n"
         + blk(b"set", b"b", b"18446744073709551616") + b"incr b 1\r\n"
         + blk(b"set", b"c", b"100000000000000000000") + b"incr c 1\r\n"
-        + blk(b"set", b"d", b"00000000000000000000001") + b"incr d 1\r\nget a d\r\n")
+        + blk(b"set", b"d", b"00000000000000000000001") + b"incr d 1\r\nget a d e\r\n")
     add("incr_bad_deltas", blk(b"set", b"n", b"1") + b"incr n x\r\nincr n -1\r\n"
         b"incr n 18446744073709551616\r\nincr n 1x\r\nincr n +3\r\nincr n\r\nincr n 1 2 3\r\n"
         b"incr n 18446744073709551615\r\nget n\r\n")
@@ -363,15 +370,21 @@ KEYS = [b"k0", b"k1", b"k2", b"n", b"cnt"]
 ODD_KEYS = [b"k\x01", b"\x7fk", b"k\x1b[0m", b"k\rx", b"\xff\xfe", b"k\x0b", b"k\x0c",
             b"k\x00z", b"K" * 250]
 NUMBERS = [b"0", b"1", b"9", b"10", b"42", b"99", b"100", b"999", b"1000", b"4294967295",
-           b"4294967296", b"9223372036854775807", b"9223372036854775808",
-           b"18446744073709551614", b"18446744073709551615", b"18446744073709551616",
-           b"99999999999999999999", b"100000000000000000000", b"12345678901234567890",
-           b"007", b" 7", b"+5", b"-0", b"-5", b"1 2", b"0x10", b"12abc", b"", b"5\r\n", b"1.5"]
+           b"4294967296", b"4611686018427387904", b"9223372036854775807",
+           b"9223372036854775808", b"18446744073709551614", b"18446744073709551615",
+           b"18446744073709551616", b"99999999999999999999", b"100000000000000000000",
+           b"12345678901234567890", b"007", b" 7", b"+5", b"-0", b"-5", b"1 2", b"0x10",
+           b"12abc", b"", b"5\r\n", b"1.5"]
+# numbers >= 2**63 followed by a NUL: the only way such values give memcached
+# a deterministic incr/decr (see mc_number)
+NUL_NUMBERS = [b"9223372036854775808\x00", b"12345678901234567890\x00",
+               b"18446744073709551614\x00", b"18446744073709551615\x00"]
 VALUES = [b"", b"x", b"hello", b"hello world", b"a\r\nb", b"\r\n", b"\n", b"\r", b"\x00",
           b"\x00\x01\xff", b"END\r\n", b"STORED\r\n", b"VALUE k0 0 1\r\nx\r\nEND\r\n",
           b"VERSION 1.6.18\r\n", b"ERROR", b"get k0", b"delete k1", b"  ", b"\t"]
-DELTAS = [b"0", b"1", b"1", b"2", b"7", b"100", b"255", b"1000000", b"4294967296",
-          b"18446744073709551615", b"9223372036854775808", b"+3"]
+DELTAS = [b"0", b"1", b"1", b"2", b"7", b"100", b"255", b"1000000", b"4294967296", b"+3"]
+BIG_DELTAS = [b"18446744073709551615", b"9223372036854775808", b"18446744073709551614",
+              b"4611686018427387904"]
 BAD_DELTAS = [b"-1", b"abc", b"18446744073709551616", b"3x", b"1.5", b"0x1"]
 EXPTIMES = [b"0"] * 10 + [b"100", b"3600", b"2592000", b"2000000000", b"-1", b"1000000000",
                            b"2592001", b"-100", b"4294967396"]
@@ -390,17 +403,70 @@ JUNK_LINES = [b"\r\n", b"\n", b"   \r\n", b"\t\r\n", b"\r\r\n", b"x\r\n", b"foo 
 TRAILER = b"get k0 k1 k2 n cnt\r\n"
 
 
+TAINTED = "tainted"
+WS = b" \t\n\v\f\r"
+
+
+def mc_number(data):
+    """What memcached 1.6.18's incr/decr makes of a stored value: an int, None
+    (non-numeric: deterministic error) or TAINTED (the outcome depends on
+    memory past the value: strtoull skipping an all-whitespace value runs
+    into it, and for results >= 2**63 the check for a '-' sign is a strchr()
+    that runs until a NUL byte)."""
+    if not data:
+        return None  # zero-length values are non-numeric
+    i = 0
+    while i < len(data) and data[i] in WS:
+        i += 1
+    if i == len(data):
+        return TAINTED
+    neg = data[i:i + 1] == b"-"
+    if data[i:i + 1] in (b"+", b"-"):
+        i += 1
+    j = i
+    while j < len(data) and data[j:j + 1].isdigit():
+        j += 1
+    if j == i:
+        return None
+    v = int(data[i:j])
+    if v >= 2 ** 64:
+        return None  # ERANGE
+    if neg:
+        v = -v % 2 ** 64
+    if j < len(data) and data[j] not in WS and data[j] != 0:
+        return None
+    if v >= 2 ** 63:
+        nul = data.find(b"\x00")
+        if b"-" in (data if nul < 0 else data[:nul]):
+            return None
+        if nul < 0:
+            return TAINTED
+    return v
+
+
+def mc_delta(state, verb, delta):
+    """State of a number after incr/decr (see mc_number)."""
+    if not isinstance(state, int):
+        return state
+    d = int(delta.lstrip(b"+"))
+    v = (state + d) % 2 ** 64 if verb == b"incr" else max(0, state - d)
+    return v if v < 2 ** 63 else TAINTED
+
+
 class Gen:
     """Random commands.  Constraints that keep memcached deterministic:
     no flush_all with a positive delay (it revives items that an earlier
     flush_all only marked as flushed), an over-long key in a multi-get only at
     the start of a step (memcached drops the replies it has not sent yet), no
     append/prepend to a key after incr/decr on it in the same case (whether
-    memcached pads a shrunk number with spaces is racy, see padding_free)."""
+    memcached pads a shrunk number with spaces is racy, see padding_free), no
+    incr/decr on a key that may hold 19 digits or more in mixed pipelines and
+    none on a TAINTED value in numeric runs (see mc_number)."""
 
     def __init__(self, rng):
         self.r = rng
         self.arith_keys = set()
+        self.digits = {}  # key -> digits stored under it so far in this case
 
     def choice(self, seq):
         return self.r.choice(seq)
@@ -457,6 +523,7 @@ class Gen:
         if verb in (b"append", b"prepend") and k in self.arith_keys:
             verb = b"set"
         v = self.value()
+        self.digits[k] = self.digits.get(k, 0) + sum(c in b"0123456789" for c in v)
         toks = [verb, k, self.choice(FLAGS), self.choice(EXPTIMES), str(len(v)).encode()]
         if verb == b"cas":
             toks.append(self.choice(CAS_UNIQUES))
@@ -497,9 +564,14 @@ class Gen:
 
     def arith(self):
         verb = self.choice([b"incr", b"decr"])
-        toks = [verb, self.choice([b"n", b"n", b"cnt", b"k0", b"k1"]) if self.p(0.9) else self.key(True),
-                self.choice(BAD_DELTAS) if self.p(0.1) else self.choice(DELTAS)]
-        self.arith_keys.add(toks[1])
+        k = self.choice([b"n", b"n", b"cnt", b"k0", b"k1"]) if self.p(0.9) else self.key(True)
+        if self.digits.get(k, 0) >= 19:  # might hold a number >= 2**63
+            safe = [x for x in KEYS if self.digits.get(x, 0) < 19]
+            if not safe:
+                return self.line([b"get", k])
+            k = self.choice(safe)
+        toks = [verb, k, self.choice(BAD_DELTAS) if self.p(0.1) else self.choice(DELTAS)]
+        self.arith_keys.add(k)
         if self.p(0.15):
             toks.append(b"noreply")
         if self.p(0.04):
@@ -539,7 +611,9 @@ class Gen:
         if x < 0.62:
             cmd = self.retrieval(True)
             if b"L" * 251 in cmd and not first:
-                return [BARRIER, cmd]
+                # the trailer absorbs what a wrong-length data block may
+                # over-read, so that the barrier's sentinel stays intact
+                return [TRAILER, BARRIER, cmd]
             return cmd
         if x < 0.76:
             return self.arith()
@@ -554,26 +628,44 @@ class Gen:
     def mixed(self, at_start=True):
         """A pipeline of 2-20 commands (list of chunks, possibly with barriers)."""
         self.arith_keys = set()
+        self.digits = {}
         parts = [self.command(at_start and i == 0) for i in range(self.r.randint(2, 20))]
         return merge(parts + [TRAILER])
 
     def numeric(self):
-        self.arith_keys = set()
-        out = [self.line([b"set", b"n", b"0", b"0", b"%d" % len(v)]) + v + b"\r\n"
-               for v in [self.choice(NUMBERS + [str(self.r.getrandbits(self.r.choice([8, 32, 63, 64]))).encode()])]]
+        """set n, then incr/decr/get/touch on it, tracking its value (mc_number)."""
+        def store(verb, v):
+            return self.line([verb, b"n", b"0", b"0", b"%d" % len(v)]) + v + b"\r\n"
+
+        data = self.choice(NUMBERS + NUL_NUMBERS
+                           + [str(self.r.getrandbits(self.choice([8, 32, 62]))).encode()])
+        out = [store(b"set", data)]
+        state = mc_number(data)
+        arith = False
         for _ in range(self.r.randint(2, 12)):
             x = self.r.random()
             if x < 0.55:
-                d = self.choice(DELTAS + [str(self.r.getrandbits(64)).encode()])
-                self.arith_keys.add(b"n")
-                out.append(self.line([self.choice([b"incr", b"decr"]), b"n", d]
-                                     + ([b"noreply"] if self.p(0.1) else [])))
+                if state is TAINTED:
+                    data = self.choice([b"0", b"1", b"99", b"1000", b"4294967295"] + NUL_NUMBERS)
+                    out.append(store(b"set", data))
+                    state = mc_number(data)
+                verb = self.choice([b"incr", b"decr"])
+                d = self.choice(DELTAS + BIG_DELTAS + [str(self.r.getrandbits(64)).encode()])
+                out.append(self.line([verb, b"n", d] + ([b"noreply"] if self.p(0.1) else [])))
+                state = mc_delta(state, verb, d)
+                arith = True
             elif x < 0.8:
                 out.append(self.line([self.choice([b"get", b"gets"]), b"n"]))
             elif x < 0.9:
-                v = self.choice([b"0", b"5", b"x", b" 1", b"99"])
-                verb = b"set" if self.arith_keys else self.choice([b"append", b"prepend"])
-                out.append(self.line([verb, b"n", b"0", b"0", b"%d" % len(v)]) + v + b"\r\n")
+                v = self.choice([b"0", b"5", b"x", b" 1", b"99", b"-"])
+                if arith:  # no append/prepend after incr/decr (see padding_free)
+                    data = v
+                    out.append(store(b"set", v))
+                else:
+                    verb = self.choice([b"append", b"prepend"])
+                    data = data + v if verb == b"append" else v + data
+                    out.append(store(verb, v))
+                state = mc_number(data)
             else:
                 out.append(self.line([b"touch", b"n", b"100"]))
         return [b"".join(out) + b"get n\r\n"]
@@ -711,19 +803,22 @@ def parse_reply(buf):
     return items
 
 
+def last_line_start(buf):
+    i = buf.rfind(b"\r\n", 0, len(buf) - 2)
+    return i + 2 if i >= 0 else 0
+
+
 def sentinel_done(buf, versions):
     if not buf.endswith(b"\r\n"):
         return False
-    start = buf.rfind(b"\r\n", 0, len(buf) - 2) + 2
-    if not buf.startswith(b"VERSION ", start):
+    if not buf.startswith(b"VERSION ", last_line_start(buf)):
         return False
     seen = sum(1 for kind, v in parse_reply(buf) if kind == "line" and v.startswith(b"VERSION "))
     return seen >= versions + 1
 
 
 def strip_sentinel(buf):
-    start = buf.rfind(b"\r\n", 0, len(buf) - 2) + 2
-    return buf[:start]
+    return buf[:last_line_start(buf)]
 
 
 def normalise(buf, casmap):

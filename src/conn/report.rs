@@ -5,9 +5,12 @@
 
 use std::io::Write as _;
 
+use super::commands::After;
+use super::out::OutQueue;
+use super::Ctx;
+use crate::cache::arena::MAX_CLASSES;
 use crate::config::MEMCACHED_VERSION;
-use crate::conn::out::OutQueue;
-use crate::conn::Ctx;
+use crate::numbers::strtoul;
 use crate::proto::text::Tokens;
 
 struct Lines<'a>(&'a mut Vec<u8>);
@@ -33,30 +36,37 @@ fn rusage() -> (String, String) {
     (fmt(tick(11)), fmt(tick(12)))
 }
 
-/// Answers `stats [group]`.
-pub fn stats(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
+/// Answers `stats [group]`, as memcached's `process_stat` dispatches it.
+pub(super) fn stats(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
     if t.len() == 1 {
         general(out, ctx);
-        return;
+        return After::Next;
     }
     match t.get(1) {
         b"reset" => {
             ctx.counters.reset();
-            let c = &mut ctx.cache.stats;
-            c.total_items = 0;
-            c.evictions = 0;
-            c.reclaimed = 0;
-            c.expired_unfetched = 0;
-            c.evicted_unfetched = 0;
-            c.get_expired = 0;
-            c.get_flushed = 0;
-            c.outofmemory = 0;
-            c.cas_misses = 0;
-            c.cas_hits = 0;
-            c.cas_badval = 0;
+            ctx.cache.stats.reset();
+            ctx.detail.clear();
             out.line(b"RESET");
         }
+        b"detail" => match t.get(2) {
+            b"on" if t.len() >= 3 => {
+                ctx.detail.enabled = true;
+                out.line(b"OK");
+            }
+            b"off" if t.len() >= 3 => {
+                ctx.detail.enabled = false;
+                out.line(b"OK");
+            }
+            b"dump" if t.len() >= 3 => {
+                ctx.detail.dump(out.text());
+                out.line(b"END");
+            }
+            _ => out.line(b"CLIENT_ERROR usage: stats detail on|off|dump"),
+        },
         b"settings" => settings(out, ctx),
+        b"cachedump" => cachedump(t, out, ctx),
+        b"conns" => return After::StatsConns,
         b"slabs" => slabs(out, ctx),
         b"items" => items(out, ctx),
         b"sizes" => {
@@ -64,12 +74,74 @@ pub fn stats(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
             l.stat("sizes_status", "disabled");
             out.line(b"END");
         }
-        b"detail" => out.line(b"CLIENT_ERROR usage: stats detail on|off|dump"),
-        b"cachedump" if !ctx.cfg.dump_enabled => {
-            out.line(b"CLIENT_ERROR stats cachedump not allowed")
-        }
         _ => out.line(b"ERROR"),
     }
+    After::Next
+}
+
+/// `stats cachedump <class> <limit>`: keys from the head of a class's LRU.
+fn cachedump(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
+    if !ctx.cfg.dump_enabled {
+        out.line(b"CLIENT_ERROR stats cachedump not allowed");
+        return;
+    }
+    if t.len() < 4 {
+        out.line(b"CLIENT_ERROR bad command line");
+        return;
+    }
+    let (Some(id), Some(limit)) = (strtoul(t.get(2)), strtoul(t.get(3))) else {
+        out.line(b"CLIENT_ERROR bad command line format");
+        return;
+    };
+    if id as usize >= MAX_CLASSES {
+        out.line(b"CLIENT_ERROR Illegal slab id");
+        return;
+    }
+    let started = ctx.clock.process_started();
+    // memcached caps the reply at 2 MB.
+    const CAP: usize = 2 * 1024 * 1024;
+    let mut size = 0;
+    let text = out.text();
+    ctx.cache
+        .walk_lru(id as u8, limit as usize, |key, len, exptime| {
+            let abs = if exptime == 0 {
+                0
+            } else {
+                i64::from(exptime) + started
+            };
+            let line = format!(
+                "ITEM {} [{len} b; {abs} s]\r\n",
+                String::from_utf8_lossy(key)
+            );
+            size += line.len();
+            if size + 5 > CAP {
+                return false;
+            }
+            text.extend_from_slice(line.as_bytes());
+            true
+        });
+    out.line(b"END");
+}
+
+/// `stats conns` lines for one socket: `(fd, addr, listen addr, state,
+/// seconds since its last command)`; listeners have no listen address.
+pub type ConnLine = (i32, String, Option<String>, &'static str, u32);
+
+/// Renders `stats conns` from the server's table, sorted by descriptor.
+pub fn conns(mut lines: Vec<ConnLine>) -> Vec<u8> {
+    lines.sort_by_key(|l| l.0);
+    let mut out = Vec::new();
+    let mut l = Lines(&mut out);
+    for (fd, addr, listen, state, idle) in lines {
+        l.stat(&format!("{fd}:addr"), addr);
+        if let Some(listen) = listen {
+            l.stat(&format!("{fd}:listen_addr"), listen);
+        }
+        l.stat(&format!("{fd}:state"), state);
+        l.stat(&format!("{fd}:secs_since_last_cmd"), idle);
+    }
+    out.extend_from_slice(b"END\r\n");
+    out
 }
 
 fn general(out: &mut OutQueue, ctx: &mut Ctx) {
@@ -170,8 +242,11 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("chunk_size", cfg.chunk_size);
     l.stat("num_threads", cfg.threads);
     l.stat("num_threads_per_udp", cfg.threads);
-    l.stat("stat_key_prefix", ":");
-    l.stat("detail_enabled", "no");
+    l.stat("stat_key_prefix", char::from(cfg.prefix_delimiter));
+    l.stat(
+        "detail_enabled",
+        if ctx.detail.enabled { "yes" } else { "no" },
+    );
     l.stat("reqs_per_event", cfg.reqs_per_event);
     l.stat("cas_enabled", if cfg.use_cas { "yes" } else { "no" });
     l.stat("tcp_backlog", cfg.backlog);
