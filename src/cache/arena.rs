@@ -21,7 +21,7 @@
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
 
-use super::item::ItemHeader;
+use super::item::{Classes, ItemHeader};
 
 /// The handle that names no chunk.
 pub const NIL: u32 = 0;
@@ -297,6 +297,20 @@ impl Arena {
         // SAFETY: both ranges were bounds-checked above and lie in distinct
         // chunks, which never overlap.
         unsafe { std::ptr::copy_nonoverlapping(from, to, len) }
+    }
+}
+
+impl Classes for Arena {
+    fn size(&self, id: u8) -> usize {
+        self.classes[id as usize].size as usize
+    }
+
+    fn fit(&self, bytes: usize) -> Option<u8> {
+        self.class_for(bytes)
+    }
+
+    fn largest(&self) -> u8 {
+        self.largest_class()
     }
 }
 

@@ -17,7 +17,7 @@ pub mod lru;
 
 use arena::{Arena, NIL};
 use index::{hash, Index};
-use item::{ItemHeader, Layout, F_ACTIVE, F_CHAINED, F_FETCHED, F_LINKED, HEADER};
+use item::{ItemHeader, Layout, F_ACTIVE, F_FETCHED, F_LINKED, F_SEGMENTED, HEADER, SEGMENT_OWNER};
 use lru::Lru;
 
 /// memcached moves an item in its LRU at most once per this many seconds.
@@ -202,35 +202,42 @@ impl Cache {
         self.arena.bytes(h, HEADER, nkey)
     }
 
-    /// Chained items sit on the LRU of the class their data fills.
+    /// Segments after the head chunk.
+    fn nseg(&self, h: u32) -> usize {
+        let hdr = self.hdr(h);
+        if hdr.iflags & F_SEGMENTED == 0 {
+            return 0;
+        }
+        let b = self.arena.bytes(h, HEADER + hdr.nkey as usize, 4);
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize
+    }
+
+    /// Handle of segment `i`.
+    fn segment(&self, h: u32, i: usize) -> u32 {
+        let nkey = self.hdr(h).nkey as usize;
+        let b = self.arena.bytes(h, HEADER + nkey + 4 + 4 * i, 4);
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// Items holding chunks of the largest class sit on that class's LRU,
+    /// so that evicting from it frees large chunks; the others on their
+    /// head chunk's.
     fn lru_class(&self, h: u32) -> u8 {
-        if self.hdr(h).iflags & F_CHAINED != 0 {
-            self.arena.largest_class()
+        let n = self.nseg(h);
+        let largest = self.arena.largest_class();
+        if n >= 2 || (n == 1 && self.arena.class_of(self.segment(h, 0)) == largest) {
+            largest
         } else {
             self.arena.class_of(h)
         }
     }
 
-    /// Handles of a chained item's data chunks, from its header chunk.
-    fn data_chunk(&self, h: u32, i: usize) -> u32 {
-        let nkey = self.hdr(h).nkey as usize;
-        let b = self.arena.bytes(h, HEADER + nkey + 4 * i, 4);
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
-    }
-
-    fn data_chunks(&self, h: u32) -> usize {
-        let hdr = self.hdr(h);
-        if hdr.iflags & F_CHAINED == 0 {
-            0
-        } else {
-            (hdr.nbytes as usize).div_ceil(self.arena.chunk_max())
-        }
-    }
-
     /// Memory an item occupies (for the `bytes` stat).
     fn footprint(&self, h: u32) -> u64 {
-        let chunks = self.data_chunks(h);
-        (self.arena.chunk_size(h) + chunks * self.arena.chunk_max()) as u64
+        let segs: usize = (0..self.nseg(h))
+            .map(|i| self.arena.chunk_size(self.segment(h, i)))
+            .sum();
+        (self.arena.chunk_size(h) + segs) as u64
     }
 
     fn is_flushed(&self, h: u32) -> bool {
@@ -247,8 +254,8 @@ impl Cache {
     }
 
     fn free_item(&mut self, h: u32) {
-        for i in 0..self.data_chunks(h) {
-            let c = self.data_chunk(h, i);
+        for i in 0..self.nseg(h) {
+            let c = self.segment(h, i);
             self.arena.free(c);
         }
         self.arena.free(h);
@@ -424,15 +431,14 @@ impl Cache {
         false
     }
 
-    fn alloc_chunk(&mut self, class: u8) -> Option<u32> {
-        let largest = self.arena.largest_class();
+    /// A chunk of `class`, making room in `class` or else in `fallback`
+    /// (the LRU whose items own chunks of `class`).
+    fn alloc_chunk(&mut self, class: u8, fallback: u8) -> Option<u32> {
         for _ in 0..EVICT_TRIES {
             if let Some(h) = self.arena.alloc(class) {
                 return Some(h);
             }
-            // Chained items hold chunks of other classes but sit on the
-            // largest class's list, so that list is the fallback.
-            if !self.make_room(class) && (class == largest || !self.make_room(largest)) {
+            if !self.make_room(class) && (class == fallback || !self.make_room(fallback)) {
                 return None;
             }
         }
@@ -451,13 +457,14 @@ impl Cache {
         if self.too_large(key.len(), flags, nbytes) || key.len() > u8::MAX as usize {
             return Err(AllocError::TooLarge);
         }
-        let chunk_max = self.arena.chunk_max();
-        let layout = Layout::of(key.len(), nbytes, chunk_max);
-        let class = self
-            .arena
-            .class_for(layout.head_bytes)
-            .ok_or(AllocError::TooLarge)?;
-        let Some(h) = self.alloc_chunk(class) else {
+        let layout = Layout::plan(key.len(), nbytes, &self.arena).ok_or(AllocError::TooLarge)?;
+        let largest = self.arena.largest_class();
+        let lru = if layout.nseg >= 2 || (layout.nseg == 1 && layout.last_class == largest) {
+            largest
+        } else {
+            layout.head_class
+        };
+        let Some(h) = self.alloc_chunk(layout.head_class, lru) else {
             self.stats.outofmemory += 1;
             return Err(AllocError::OutOfMemory);
         };
@@ -474,29 +481,45 @@ impl Cache {
                 flags,
                 refcount: 1,
                 nkey: key.len() as u8,
-                iflags: if layout.data_chunks > 0 { F_CHAINED } else { 0 },
+                iflags: if layout.nseg > 0 { F_SEGMENTED } else { 0 },
                 cas: 0,
             };
         }
-        self.arena
-            .bytes_mut(h, HEADER, key.len())
-            .copy_from_slice(key);
-        let largest = self.arena.largest_class();
-        for i in 0..layout.data_chunks {
-            let Some(c) = self.alloc_chunk(largest) else {
-                for j in 0..i {
-                    let c = self.data_chunk(h, j);
-                    self.arena.free(c);
-                }
-                self.arena.free(h);
+        let nkey = key.len();
+        self.arena.bytes_mut(h, HEADER, nkey).copy_from_slice(key);
+        if layout.nseg == 0 {
+            return Ok(ItemRef(h));
+        }
+        // The table counts only segments allocated so far, so a failure
+        // half way frees exactly what was taken.
+        self.set_nseg(h, 0);
+        for i in 0..layout.nseg {
+            let class = if i + 1 == layout.nseg {
+                layout.last_class
+            } else {
+                largest
+            };
+            let Some(c) = self.alloc_chunk(class, lru) else {
+                self.free_item(h);
                 self.stats.outofmemory += 1;
                 return Err(AllocError::OutOfMemory);
             };
             self.arena
-                .bytes_mut(h, HEADER + key.len() + 4 * i, 4)
+                .bytes_mut(c, 0, SEGMENT_OWNER)
+                .copy_from_slice(&h.to_ne_bytes());
+            self.arena
+                .bytes_mut(h, HEADER + nkey + 4 + 4 * i, 4)
                 .copy_from_slice(&c.to_ne_bytes());
+            self.set_nseg(h, i + 1);
         }
         Ok(ItemRef(h))
+    }
+
+    fn set_nseg(&mut self, h: u32, n: usize) {
+        let nkey = self.hdr(h).nkey as usize;
+        self.arena
+            .bytes_mut(h, HEADER + nkey, 4)
+            .copy_from_slice(&(n as u32).to_ne_bytes());
     }
 
     /// Where value byte `offset` lives: `(chunk, offset in chunk, bytes of
@@ -504,19 +527,24 @@ impl Cache {
     fn value_at(&self, h: u32, offset: usize) -> (u32, usize, usize) {
         let hdr = self.hdr(h);
         let nbytes = hdr.nbytes as usize;
+        let nkey = hdr.nkey as usize;
         debug_assert!(offset <= nbytes);
-        if hdr.iflags & F_CHAINED == 0 {
-            let start = HEADER + hdr.nkey as usize;
-            return (h, start + offset, nbytes - offset);
+        let nseg = self.nseg(h);
+        let prefix = Layout::prefix(nkey, nseg);
+        let inline = if nseg == 0 {
+            nbytes
+        } else {
+            self.arena.chunk_size(h) - prefix
+        };
+        if offset < inline || offset == nbytes {
+            let end = inline.min(nbytes);
+            return (h, prefix + offset.min(end), end.saturating_sub(offset));
         }
-        let chunk_max = self.arena.chunk_max();
-        let i = offset / chunk_max;
-        let within = offset % chunk_max;
-        if i * chunk_max == nbytes {
-            return (h, 0, 0);
-        }
-        let len = chunk_max.min(nbytes - i * chunk_max) - within;
-        (self.data_chunk(h, i), within, len)
+        let seg_cap = self.arena.chunk_max() - SEGMENT_OWNER;
+        let i = (offset - inline) / seg_cap;
+        let within = (offset - inline) % seg_cap;
+        let seg_len = (nbytes - inline - i * seg_cap).min(seg_cap);
+        (self.segment(h, i), SEGMENT_OWNER + within, seg_len - within)
     }
 
     /// The writable value bytes from `offset` to the end of their chunk;
@@ -680,15 +708,34 @@ impl Cache {
         if h == NIL {
             return Arith::NotFound;
         }
-        let (nbytes, iflags, refcount) = {
+        let (nbytes, refcount) = {
             let hdr = self.hdr(h);
-            (hdr.nbytes as usize, hdr.iflags, hdr.refcount)
+            (hdr.nbytes as usize, hdr.refcount)
         };
-        if nbytes <= 2 || iflags & F_CHAINED != 0 {
+        // memcached refuses items it stores in chunks (larger than the
+        // largest chunk under its own layout) and empty values.
+        let cas_bytes = if self.use_cas { 8 } else { 0 };
+        let flag_bytes = if self.hdr(h).flags != 0 { 4 } else { 0 };
+        let memcached_total = 48 + cas_bytes + key.len() + 1 + flag_bytes + nbytes;
+        if nbytes <= 2 || memcached_total > self.arena.chunk_max() {
             return Arith::NonNumeric;
         }
-        let (c, off, len) = self.value_at(h, 0);
-        let Some(value) = crate::numbers::strtoull(self.arena.bytes(c, off, len)) else {
+        let value = {
+            let (c, off, len) = self.value_at(h, 0);
+            if len == nbytes {
+                crate::numbers::strtoull(self.arena.bytes(c, off, len))
+            } else {
+                let mut whole = Vec::with_capacity(nbytes);
+                let mut at = 0;
+                while at < nbytes {
+                    let (c, off, len) = self.value_at(h, at);
+                    whole.extend_from_slice(self.arena.bytes(c, off, len));
+                    at += len;
+                }
+                crate::numbers::strtoull(&whole)
+            }
+        };
+        let Some(value) = value else {
             return Arith::NonNumeric;
         };
         let value = if incr {
@@ -703,9 +750,18 @@ impl Cache {
             self.last_cas += u64::from(self.use_cas);
             let cas = if self.use_cas { self.last_cas } else { 0 };
             self.hdr_mut(h).cas = cas;
-            let buf = self.arena.bytes_mut(c, off, nbytes - 2);
-            buf[..res].copy_from_slice(digits);
-            buf[res..].fill(b' ');
+            // Digits, then spaces over the rest, as memcached pads in place.
+            let mut at = 0;
+            while at < nbytes - 2 {
+                let (c, off, len) = self.value_at(h, at);
+                let len = len.min(nbytes - 2 - at);
+                let buf = self.arena.bytes_mut(c, off, len);
+                for (i, b) in buf.iter_mut().enumerate() {
+                    let pos = at + i;
+                    *b = if pos < res { digits[pos] } else { b' ' };
+                }
+                at += len;
+            }
             self.touch_lru(h);
         } else {
             let (flags, exptime) = {
@@ -763,5 +819,355 @@ impl Cache {
         } else {
             self.oldest_live = new_oldest;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// xorshift64*: a fixed-seed PRNG without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn config(mem_limit: usize) -> CacheConfig {
+        CacheConfig {
+            mem_limit,
+            page_size: 1 << 20,
+            chunk_sizes: arena::chunk_sizes(96, 1.25, 512 * 1024),
+            item_size_max: 4 << 20,
+            use_cas: true,
+            evict: true,
+            hashpower: 4,
+            hash_expand: true,
+        }
+    }
+
+    fn value(cache: &Cache, it: &ItemRef) -> Vec<u8> {
+        let n = cache.nbytes(it);
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            out.extend_from_slice(cache.value(it, out.len()));
+        }
+        out
+    }
+
+    fn put(cache: &mut Cache, key: &[u8], data: &[u8], exptime: u32, mode: StoreMode) -> Stored {
+        let it = cache.alloc(key, 0, exptime, data.len() + 2).expect("alloc");
+        let mut at = 0;
+        while at < data.len() + 2 {
+            let dst = cache.value_mut(&it, at);
+            let n = dst.len();
+            for (i, b) in dst.iter_mut().enumerate() {
+                let pos = at + i;
+                *b = if pos < data.len() {
+                    data[pos]
+                } else if pos == data.len() {
+                    b'\r'
+                } else {
+                    b'\n'
+                };
+            }
+            at += n;
+        }
+        assert!(cache.ends_with_crlf(&it));
+        cache.store(it, mode, 0)
+    }
+
+    fn get(cache: &mut Cache, key: &[u8]) -> Option<Vec<u8>> {
+        let it = cache.get(key, None)?;
+        let mut v = value(cache, &it);
+        cache.release(it);
+        v.truncate(v.len() - 2);
+        Some(v)
+    }
+
+    fn sizes(rng: &mut Rng) -> usize {
+        match rng.below(10) {
+            0..=4 => rng.below(200) as usize,
+            5..=7 => rng.below(5000) as usize,
+            8 => 500_000 + rng.below(100_000) as usize,
+            _ => rng.below(1_500_000) as usize,
+        }
+    }
+
+    /// Invariants that must hold between any two operations; `pinned` are
+    /// references still held (their items may be unlinked but alive).
+    fn check_pinned(cache: &Cache, pinned: &[&ItemRef]) {
+        let classes = cache.arena.classes().len();
+        let on_lrus: u64 = (1..classes).map(|c| cache.lru.len(c as u8)).sum();
+        assert_eq!(on_lrus, cache.stats.curr_items);
+        assert_eq!(cache.index.len() as u64, cache.stats.curr_items);
+        let used: u64 = cache.arena.classes().iter().map(|c| c.used).sum();
+        let mut owned: u64 = pinned
+            .iter()
+            .filter(|it| cache.hdr(it.0).iflags & F_LINKED == 0)
+            .map(|it| 1 + cache.nseg(it.0) as u64)
+            .sum();
+        for c in 1..classes {
+            let mut h = cache.lru.head(c as u8);
+            while h != NIL {
+                owned += 1 + cache.nseg(h) as u64;
+                h = cache.hdr(h).next;
+            }
+        }
+        assert_eq!(used, owned, "chunks in use but owned by no item");
+    }
+
+    fn check(cache: &Cache) {
+        check_pinned(cache, &[]);
+    }
+
+    #[test]
+    fn matches_a_map_when_nothing_is_evicted() {
+        let mut rng = Rng(0x5EED_1234);
+        let mut cache = Cache::new(&config(512 << 20));
+        cache.set_now(100);
+        let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        for step in 0..4000 {
+            let key = format!("k{}", rng.below(64)).into_bytes();
+            match rng.below(8) {
+                0..=2 => {
+                    let n = sizes(&mut rng);
+                    let data: Vec<u8> = (0..n).map(|i| (i as u64 ^ step) as u8).collect();
+                    assert_eq!(
+                        put(&mut cache, &key, &data, 0, StoreMode::Set),
+                        Stored::Stored
+                    );
+                    model.insert(key, data);
+                }
+                3 => {
+                    let data = vec![b'a' + (step % 26) as u8; rng.below(3000) as usize];
+                    let mode = if rng.below(2) == 0 {
+                        StoreMode::Append
+                    } else {
+                        StoreMode::Prepend
+                    };
+                    let r = put(&mut cache, &key, &data, 0, mode);
+                    match model.get_mut(&key) {
+                        Some(v) if mode == StoreMode::Append => {
+                            assert_eq!(r, Stored::Stored);
+                            v.extend_from_slice(&data);
+                        }
+                        Some(v) => {
+                            assert_eq!(r, Stored::Stored);
+                            let mut n = data.clone();
+                            n.extend_from_slice(v);
+                            *v = n;
+                        }
+                        None => assert_eq!(r, Stored::NotStored),
+                    }
+                }
+                4 => assert_eq!(cache.delete(&key), model.remove(&key).is_some()),
+                5 => {
+                    let r = cache.arith(&key, true, 7);
+                    match model.get_mut(&key) {
+                        None => assert_eq!(r, Arith::NotFound),
+                        Some(v) => match crate::numbers::strtoull(&[&v[..], b"\r\n"].concat()) {
+                            Some(n) if !v.is_empty() && v.len() < 400_000 => {
+                                let new = n.wrapping_add(7);
+                                assert_eq!(r, Arith::Value(new));
+                                let digits = new.to_string().into_bytes();
+                                if digits.len() <= v.len() {
+                                    let mut padded = digits;
+                                    padded.resize(v.len(), b' ');
+                                    *v = padded;
+                                } else {
+                                    *v = digits;
+                                }
+                            }
+                            _ => assert_eq!(r, Arith::NonNumeric),
+                        },
+                    }
+                }
+                6 => {
+                    let digits = rng.below(1000).to_string().into_bytes();
+                    put(&mut cache, &key, &digits, 0, StoreMode::Set);
+                    model.insert(key, digits);
+                }
+                _ => assert_eq!(get(&mut cache, &key), model.get(&key).cloned()),
+            }
+            if step % 97 == 0 {
+                check(&cache);
+            }
+        }
+        for (k, v) in &model {
+            assert_eq!(get(&mut cache, k).as_ref(), Some(v));
+        }
+        check(&cache);
+        assert_eq!(cache.stats.evictions, 0);
+    }
+
+    #[test]
+    fn under_pressure_never_returns_a_wrong_value_and_stays_bounded() {
+        let mut rng = Rng(42);
+        let limit = 8 << 20;
+        let mut cache = Cache::new(&config(limit));
+        let mut now = 100;
+        cache.set_now(now);
+        let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut pinned: Vec<(ItemRef, Vec<u8>)> = Vec::new();
+        for step in 0..6000u64 {
+            let key = format!("key-{}", rng.below(400)).into_bytes();
+            match rng.below(10) {
+                0..=4 => {
+                    let n = sizes(&mut rng).min(700_000);
+                    let data: Vec<u8> = (0..n).map(|i| (i as u64 * 31 + step) as u8).collect();
+                    let exptime = if rng.below(5) == 0 {
+                        now + 1 + rng.below(5) as u32
+                    } else {
+                        0
+                    };
+                    if let Ok(it) = cache.alloc(&key, 0, exptime, n + 2) {
+                        let mut at = 0;
+                        while at < n + 2 {
+                            let dst = cache.value_mut(&it, at);
+                            let len = dst.len();
+                            for (i, b) in dst.iter_mut().enumerate() {
+                                let p = at + i;
+                                *b = if p < n {
+                                    data[p]
+                                } else if p == n {
+                                    b'\r'
+                                } else {
+                                    b'\n'
+                                };
+                            }
+                            at += len;
+                        }
+                        cache.store(it, StoreMode::Set, 0);
+                        model.insert(key, data);
+                    }
+                }
+                5..=7 => {
+                    if let Some(v) = get(&mut cache, &key) {
+                        assert_eq!(Some(&v), model.get(&key), "wrong value for {key:?}");
+                    }
+                }
+                8 => {
+                    // Pin an item as a pending reply would, then let it be
+                    // replaced or evicted while pinned.
+                    if let Some(it) = cache.get(&key, None) {
+                        let v = value(&cache, &it);
+                        pinned.push((it, v));
+                    }
+                    if pinned.len() > 8 {
+                        let (it, v) = pinned.remove(0);
+                        assert_eq!(value(&cache, &it), v, "pinned item changed");
+                        cache.release(it);
+                    }
+                }
+                _ => {
+                    now += 1;
+                    cache.set_now(now);
+                    cache.delete(&key);
+                    model.remove(&key);
+                }
+            }
+            let slack = cache.arena.classes().len() << 20;
+            assert!(cache.arena.malloced() <= limit + slack);
+            if step % 101 == 0 {
+                let refs: Vec<&ItemRef> = pinned.iter().map(|(it, _)| it).collect();
+                check_pinned(&cache, &refs);
+            }
+        }
+        for (it, v) in pinned.drain(..) {
+            assert_eq!(value(&cache, &it), v);
+            cache.release(it);
+        }
+        check(&cache);
+        assert!(cache.stats.evictions > 0, "the test must exercise eviction");
+    }
+
+    #[test]
+    fn expiry_and_flush_follow_the_clock() {
+        let mut cache = Cache::new(&config(64 << 20));
+        cache.set_now(100);
+        put(&mut cache, b"short", b"v", 110, StoreMode::Set);
+        put(&mut cache, b"forever", b"v", 0, StoreMode::Set);
+        cache.set_now(109);
+        assert_eq!(get(&mut cache, b"short"), Some(b"v".to_vec()));
+        cache.set_now(110);
+        assert_eq!(get(&mut cache, b"short"), None);
+        assert_eq!(cache.stats.get_expired, 1);
+        // A delayed flush takes effect when its time comes.
+        cache.flush_all(120);
+        cache.set_now(118);
+        assert_eq!(get(&mut cache, b"forever"), Some(b"v".to_vec()));
+        cache.set_now(125);
+        assert_eq!(get(&mut cache, b"forever"), None);
+        put(&mut cache, b"after", b"v", 0, StoreMode::Set);
+        assert_eq!(get(&mut cache, b"after"), Some(b"v".to_vec()));
+        cache.flush_all(125);
+        assert_eq!(get(&mut cache, b"after"), None);
+    }
+
+    #[test]
+    fn lru_evicts_the_least_recently_used_first() {
+        let mut cfg = config(1 << 20);
+        cfg.chunk_sizes = vec![1024, 512 * 1024];
+        let mut cache = Cache::new(&cfg);
+        cache.set_now(100);
+        let per_page = (1 << 20) / 1024;
+        for i in 0..per_page {
+            put(
+                &mut cache,
+                format!("k{i}").as_bytes(),
+                &[b'x'; 900],
+                0,
+                StoreMode::Set,
+            );
+        }
+        assert_eq!(cache.stats.evictions, 0);
+        // Reading k0 marks it active: it gets a second chance at the tail.
+        assert!(get(&mut cache, b"k0").is_some());
+        put(&mut cache, b"new", &[b'x'; 900], 0, StoreMode::Set);
+        assert_eq!(cache.stats.evictions, 1);
+        assert!(get(&mut cache, b"k0").is_some(), "active item was evicted");
+        assert!(
+            get(&mut cache, b"k1").is_none(),
+            "k1 was the least recently used"
+        );
+        assert!(get(&mut cache, b"k2").is_some());
+    }
+
+    #[test]
+    fn disabled_evictions_answer_out_of_memory() {
+        let mut cfg = config(1 << 20);
+        cfg.evict = false;
+        cfg.chunk_sizes = vec![1024, 512 * 1024];
+        let mut cache = Cache::new(&cfg);
+        cache.set_now(100);
+        for i in 0..1024 {
+            put(
+                &mut cache,
+                format!("k{i}").as_bytes(),
+                &[b'x'; 900],
+                0,
+                StoreMode::Set,
+            );
+        }
+        assert_eq!(
+            cache.alloc(b"more", 0, 0, 902),
+            Err(AllocError::OutOfMemory)
+        );
+        assert_eq!(cache.stats.evictions, 0);
+        assert!(cache.delete(b"k5"));
+        assert!(cache
+            .alloc(b"more", 0, 0, 902)
+            .map(|it| cache.release(it))
+            .is_ok());
     }
 }
