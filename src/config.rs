@@ -48,6 +48,8 @@ pub struct Config {
     pub prefix_delimiter: u8,
     /// `stats detail` on from the start (`-D`).
     pub detail_enabled: bool,
+    /// `-B`: memcached's name for the protocol choice.
+    pub binding_protocol: &'static str,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             track_sizes: false,
             prefix_delimiter: b':',
             detail_enabled: false,
+            binding_protocol: "auto-negotiate",
         }
     }
 }
@@ -646,7 +649,8 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
         c.backlog = b as i32;
     }
     match last("B").as_deref() {
-        None | Some("auto") | Some("ascii") => {}
+        None | Some("auto") => {}
+        Some("ascii") => c.binding_protocol = "ascii",
         Some("binary") => {
             return Err(refuse("rmemcached: -B binary is not supported yet"));
         }

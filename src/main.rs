@@ -102,7 +102,8 @@ fn main() -> ExitCode {
     let daemonized = cfg.daemonize;
     let result = server::Server::new(cfg, listeners).and_then(|mut s| s.run(&sys::stop_requested));
 
-    if sys::graceful_stop() {
+    let graceful = matches!(result, Ok(Some(rmemcached::conn::Shutdown::Graceful)));
+    if graceful || sys::graceful_stop() {
         eprintln!("Gracefully stopping");
     } else if verbose > 0 && result.is_ok() {
         eprintln!("Exiting normally");
@@ -116,7 +117,7 @@ fn main() -> ExitCode {
         }
     }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(EX_OSERR, &format!("event loop failed: {e}")),
     }
 }

@@ -15,7 +15,7 @@ use slab::Slab;
 use crate::cache::{arena::chunk_sizes, Cache, CacheConfig};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::conn::{Conn, ConnLine, Ctx, Next, ServerInfo};
+use crate::conn::{Conn, ConnLine, Ctx, Next, ServerInfo, Shutdown};
 use crate::reactor::{Interest, Reactor, Token};
 use crate::stats::{Counters, PrefixStats};
 
@@ -102,7 +102,7 @@ pub struct Server {
     cfg: Config,
     /// Connections that yielded with work left.
     pending: Vec<usize>,
-    shutdown: bool,
+    shutdown: Option<Shutdown>,
     detail: PrefixStats,
     /// Relative time the server started (listeners' last "command").
     started: u32,
@@ -114,15 +114,6 @@ impl Server {
     /// A server over already bound listeners.
     pub fn new(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<Server> {
         let reactor = Reactor::new(1024)?;
-        let mut ls = Vec::new();
-        for (i, l) in listeners.into_iter().enumerate() {
-            l.set_nonblocking(true)?;
-            let mut l = mio::net::TcpListener::from_std(l);
-            reactor
-                .registry()
-                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
-            ls.push(l);
-        }
         let cache = Cache::new(&cache_config(&cfg));
         if cfg.verbose > 1 {
             for (id, c) in cache.arena().classes().iter().enumerate().skip(1) {
@@ -131,6 +122,19 @@ impl Server {
                     c.size, c.perslab
                 );
             }
+        }
+        let mut ls = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            if cfg.verbose > 1 {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
+                eprintln!("<{fd} server listening ({})", cfg.binding_protocol);
+            }
+            l.set_nonblocking(true)?;
+            let mut l = mio::net::TcpListener::from_std(l);
+            reactor
+                .registry()
+                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            ls.push(l);
         }
         // memcached counts its listening connections as connections too.
         let counters = Counters {
@@ -149,7 +153,7 @@ impl Server {
             clock,
             cfg,
             pending: Vec::new(),
-            shutdown: false,
+            shutdown: None,
             detail,
             started: last_second,
             peak_conns: 0,
@@ -186,12 +190,13 @@ impl Server {
         }
     }
 
-    /// Runs until SIGTERM/SIGINT, `shutdown`, or `stop()` returns true.
-    pub fn run(&mut self, stop: &dyn Fn() -> bool) -> io::Result<()> {
-        while !self.shutdown && !stop() {
+    /// Runs until a stop signal (`stop()` turns true) or the `shutdown`
+    /// command, which it returns.
+    pub fn run(&mut self, stop: &dyn Fn() -> bool) -> io::Result<Option<Shutdown>> {
+        while self.shutdown.is_none() && !stop() {
             self.turn()?;
         }
-        Ok(())
+        Ok(self.shutdown)
     }
 
     /// One turn of the event loop.

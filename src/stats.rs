@@ -122,10 +122,20 @@ impl PrefixStats {
         self.index.clear();
     }
 
-    /// memcached's `stats detail dump` lines, without the final `END`.
+    /// memcached's `stats detail dump` lines, without the final `END`, in
+    /// memcached's order: by bucket of its 256-bucket prefix table
+    /// (MurmurHash3 of the prefix), newest first within a bucket.
     pub fn dump(&self, out: &mut Vec<u8>) {
         use std::io::Write as _;
-        for (prefix, c) in &self.entries {
+        let mut order: Vec<(u32, std::cmp::Reverse<usize>)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (murmur3_32(p) % 256, std::cmp::Reverse(i)))
+            .collect();
+        order.sort_unstable();
+        for (_, std::cmp::Reverse(i)) in order {
+            let (prefix, c) = &self.entries[i];
             out.extend_from_slice(b"PREFIX ");
             out.extend_from_slice(prefix);
             let _ = write!(
@@ -135,6 +145,35 @@ impl PrefixStats {
             );
         }
     }
+}
+
+/// MurmurHash3_x86_32 with seed 0, memcached's default key hash; used only
+/// to reproduce the order of `stats detail dump`.
+fn murmur3_32(data: &[u8]) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mut h: u32 = 0;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        h ^= k;
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = chunks.remainder();
+    let mut k: u32 = 0;
+    for (i, &b) in tail.iter().enumerate() {
+        k ^= u32::from(b) << (8 * i);
+    }
+    if !tail.is_empty() {
+        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    }
+    h ^= data.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 #[cfg(test)]
@@ -157,5 +196,40 @@ mod prefix_tests {
         let mut again = Vec::new();
         p.dump(&mut again);
         assert_eq!(again, out);
+    }
+
+    #[test]
+    fn murmur3_reference_values() {
+        assert_eq!(murmur3_32(b""), 0);
+        assert_eq!(murmur3_32(b"hello"), 0x248b_fa47);
+        assert_eq!(
+            murmur3_32(b"The quick brown fox jumps over the lazy dog"),
+            0x2e4f_f723
+        );
+    }
+
+    #[test]
+    fn dump_follows_memcacheds_bucket_order() {
+        // The order memcached 1.6.18 printed for these prefixes.
+        let mut p = PrefixStats::new(b':', true);
+        for key in [
+            &b"q:1"[..],
+            b"aa:1",
+            b"zz:1",
+            b"user:1",
+            b"a:b:c",
+            b":x",
+            b"x:",
+        ] {
+            p.record_get(key, false);
+        }
+        let mut out = Vec::new();
+        p.dump(&mut out);
+        let names: Vec<&[u8]> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| l[7..].split(|&b| b == b' ').next().unwrap())
+            .collect();
+        assert_eq!(names, [&b""[..], b"user", b"zz", b"x", b"aa", b"a", b"q"]);
     }
 }

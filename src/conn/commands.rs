@@ -162,8 +162,12 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
                 reply(out, ctx.trace, "ERROR: shutdown not enabled", false);
                 return After::Next;
             }
-            if t.len() == 1 || (t.len() == 2 && t.get(1) == b"graceful") {
-                *ctx.shutdown = true;
+            if t.len() == 1 {
+                *ctx.shutdown = Some(super::Shutdown::Normal);
+                return After::Close;
+            }
+            if t.len() == 2 && t.get(1) == b"graceful" {
+                *ctx.shutdown = Some(super::Shutdown::Graceful);
                 return After::Close;
             }
             reply(out, ctx.trace, "CLIENT_ERROR invalid shutdown mode", false);

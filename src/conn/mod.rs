@@ -79,6 +79,15 @@ pub enum Next {
     StatsConns,
 }
 
+/// How the `shutdown` command asked the server to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// `shutdown`: as on SIGINT.
+    Normal,
+    /// `shutdown graceful`: as on SIGUSR1.
+    Graceful,
+}
+
 /// Server-level facts a connection may report (`stats`).
 #[derive(Debug, Clone, Default)]
 pub struct ServerInfo {
@@ -96,7 +105,7 @@ pub struct Ctx<'a> {
     pub cfg: &'a mut Config,
     pub server: &'a ServerInfo,
     /// Set by `shutdown` (with `-A`).
-    pub shutdown: &'a mut bool,
+    pub shutdown: &'a mut Option<Shutdown>,
     /// Per-prefix counters of `stats detail`.
     pub detail: &'a mut crate::stats::PrefixStats,
     /// The connection's descriptor while `-vv` traces commands.
@@ -116,6 +125,8 @@ pub struct Conn {
     close_after_write: bool,
     /// Relative time of the last command, for `idle_timeout`.
     pub last_cmd_time: u32,
+    /// Whether the protocol was chosen (on the first bytes received).
+    negotiated: bool,
 }
 
 impl Conn {
@@ -130,6 +141,7 @@ impl Conn {
             out: OutQueue::default(),
             close_after_write: false,
             last_cmd_time: now,
+            negotiated: false,
         }
     }
 
@@ -153,6 +165,9 @@ impl Conn {
         match self.state {
             _ if busy => "conn_parse_cmd",
             State::NewCommand if !self.out.is_empty() => "conn_mwrite",
+            // memcached shows a connection that never sent anything as
+            // about to parse, and one waiting for more input as reading.
+            State::NewCommand if !self.negotiated => "conn_new_cmd",
             State::NewCommand => "conn_read",
             State::ReadValue(_) => "conn_nread",
             State::Swallow { .. } => "conn_swallow",
@@ -225,6 +240,12 @@ impl Conn {
                             Flush::Blocked => Next::Wait,
                             Flush::Failed => Next::Close,
                         };
+                    }
+                    if !self.negotiated && self.rend > self.rstart {
+                        self.negotiated = true;
+                        if let Some(fd) = ctx.trace {
+                            eprintln!("{fd}: Client using the ascii protocol");
+                        }
                     }
                     let buf = &self.rbuf[self.rstart..self.rend];
                     match text::parse(buf) {

@@ -250,7 +250,7 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("reqs_per_event", cfg.reqs_per_event);
     l.stat("cas_enabled", if cfg.use_cas { "yes" } else { "no" });
     l.stat("tcp_backlog", cfg.backlog);
-    l.stat("binding_protocol", "auto-negotiate");
+    l.stat("binding_protocol", cfg.binding_protocol);
     l.stat("auth_enabled_sasl", "no");
     l.stat("auth_enabled_ascii", "no");
     l.stat("item_size_max", cfg.item_size_max);
