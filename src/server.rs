@@ -47,6 +47,7 @@ pub fn cache_config(cfg: &Config) -> CacheConfig {
             cfg.hashpower_init
         },
         hash_expand: cfg.hash_expand,
+        lru: crate::cache::LruConfig::default(),
     }
 }
 

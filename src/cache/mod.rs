@@ -14,11 +14,13 @@ pub mod arena;
 pub mod index;
 pub mod item;
 pub mod lru;
+mod policy;
 
 use arena::{Arena, NIL};
 use index::{hash, Index};
-use item::{ItemHeader, Layout, F_ACTIVE, F_FETCHED, F_LINKED, F_SEGMENTED, HEADER, SEGMENT_OWNER};
-use lru::Lru;
+use item::{ItemHeader, Layout, F_LINKED, F_SEGMENTED, HEADER, SEGMENT_OWNER};
+use lru::{Lru, Seg};
+pub use policy::LruConfig;
 
 /// memcached moves an item in its LRU at most once per this many seconds.
 pub const ITEM_UPDATE_INTERVAL: u32 = 60;
@@ -38,6 +40,7 @@ pub struct CacheConfig {
     pub evict: bool,
     pub hashpower: u32,
     pub hash_expand: bool,
+    pub lru: LruConfig,
 }
 
 /// Counters kept by storage itself.
@@ -47,16 +50,48 @@ pub struct CacheStats {
     pub curr_items: u64,
     pub total_items: u64,
     pub bytes: u64,
-    pub evictions: u64,
+    pub get_expired: u64,
+    pub get_flushed: u64,
+    pub cas_misses: u64,
+}
+
+/// Per-class counters: memcached's `stats items` and `stats slabs` fields.
+#[derive(Debug, Default, Clone)]
+pub struct ClassStats {
+    pub evicted: u64,
+    pub evicted_nonzero: u64,
+    pub evicted_time: u32,
+    pub outofmemory: u64,
     pub reclaimed: u64,
     pub expired_unfetched: u64,
     pub evicted_unfetched: u64,
-    pub get_expired: u64,
-    pub get_flushed: u64,
-    pub outofmemory: u64,
-    pub cas_misses: u64,
+    pub evicted_active: u64,
+    pub crawler_reclaimed: u64,
+    pub crawler_items_checked: u64,
+    pub moves_to_cold: u64,
+    pub moves_to_warm: u64,
+    pub moves_within_lru: u64,
+    pub direct_reclaims: u64,
+    pub hits_to_hot: u64,
+    pub hits_to_warm: u64,
+    pub hits_to_cold: u64,
+    pub hits_to_temp: u64,
+    pub cmd_set: u64,
+    pub delete_hits: u64,
+    pub incr_hits: u64,
+    pub decr_hits: u64,
     pub cas_hits: u64,
     pub cas_badval: u64,
+    pub touch_hits: u64,
+    /// Bytes of items on the class's lists (memcached's `mem_requested`).
+    pub mem_requested: u64,
+}
+
+impl ClassStats {
+    /// `get_hits` of `stats slabs`: hits on any of the class's lists.
+    pub fn get_hits(&self) -> u64 {
+        self.hits_to_hot + self.hits_to_warm + self.hits_to_cold + self.hits_to_temp
+    }
 }
 
 impl CacheStats {
@@ -134,6 +169,10 @@ pub struct Cache {
     oldest_cas: u64,
     now: u32,
     pub stats: CacheStats,
+    pub lru_cfg: LruConfig,
+    class_stats: Vec<ClassStats>,
+    /// Class the per-turn juggler visits next.
+    juggle_next: u8,
 }
 
 impl Cache {
@@ -150,7 +189,52 @@ impl Cache {
             oldest_cas: 0,
             now: 0,
             stats: CacheStats::default(),
+            lru_cfg: cfg.lru.clone(),
+            class_stats: vec![ClassStats::default(); arena::MAX_CLASSES],
+            juggle_next: 0,
         }
+    }
+
+    /// Per-class counters, indexed by class id.
+    pub fn class_stats(&self) -> &[ClassStats] {
+        &self.class_stats[..self.arena.classes().len()]
+    }
+
+    /// Zeroes counters for `stats reset`, keeping gauges.
+    pub fn reset_stats(&mut self) {
+        self.stats.reset();
+        for c in &mut self.class_stats {
+            *c = ClassStats {
+                mem_requested: c.mem_requested,
+                ..ClassStats::default()
+            };
+        }
+    }
+
+    /// Sum of one per-class counter over all classes.
+    pub fn total(&self, f: impl Fn(&ClassStats) -> u64) -> u64 {
+        self.class_stats.iter().map(f).sum()
+    }
+
+    /// Items and bytes on each list of `class` (`stats items`).
+    pub fn lru_sizes(&self, class: u8) -> [(u64, u64); 4] {
+        Seg::ALL.map(|s| (self.lru.len(class, s), self.lru.bytes(class, s)))
+    }
+
+    /// Age of the tail item of a list (0 when empty).
+    pub fn tail_age(&self, class: u8, seg: Seg) -> u32 {
+        let t = self.lru.tail(class, seg);
+        if t == NIL {
+            0
+        } else {
+            self.now.saturating_sub(self.hdr(t).time)
+        }
+    }
+
+    /// Counts a completed storage command against the new item's class.
+    pub fn count_set(&mut self, it: &ItemRef) {
+        let class = self.lru_class(it.0);
+        self.class_stats[class as usize].cmd_set += 1;
     }
 
     /// Sets the relative time that expiry is judged by.
@@ -177,6 +261,7 @@ impl Cache {
         if self.index.is_expanding() {
             self.index.migrate(&mut self.arena, MIGRATE_PER_TICK);
         }
+        self.juggle_tick();
     }
 
     /// memcached refuses items whose total size under *its* layout (48-byte
@@ -264,10 +349,12 @@ impl Cache {
     fn unlink(&mut self, h: u32, hv: u64) {
         debug_assert!(self.hdr(h).iflags & F_LINKED != 0);
         let class = self.lru_class(h);
+        let bytes = self.footprint(h);
         self.index.remove(&mut self.arena, h, hv);
-        self.lru.unlink(&mut self.arena, class, h);
+        self.lru.unlink(&mut self.arena, class, h, bytes);
         self.stats.curr_items -= 1;
-        self.stats.bytes -= self.footprint(h);
+        self.stats.bytes -= bytes;
+        self.class_stats[class as usize].mem_requested -= bytes;
         let hdr = self.hdr_mut(h);
         hdr.iflags &= !F_LINKED;
         if hdr.refcount == 0 {
@@ -284,11 +371,15 @@ impl Cache {
         hdr.time = now;
         hdr.cas = cas;
         let class = self.lru_class(h);
+        let bytes = self.footprint(h);
+        let seg = self.entry_seg(self.hdr(h).exptime);
         self.index.insert(&mut self.arena, h, hv);
-        self.lru.link(&mut self.arena, class, h);
+        self.lru.link(&mut self.arena, class, seg, h, bytes);
         self.stats.curr_items += 1;
         self.stats.total_items += 1;
-        self.stats.bytes += self.footprint(h);
+        self.stats.bytes += bytes;
+        self.class_stats[class as usize].mem_requested += bytes;
+        self.juggle_on_link(class);
     }
 
     fn replace(&mut self, old: u32, new: u32, hv: u64) {
@@ -323,17 +414,6 @@ impl Cache {
         h
     }
 
-    /// memcached's `do_item_update`: refresh the access time and LRU
-    /// position at most once per update interval.
-    fn touch_lru(&mut self, h: u32) {
-        let now = self.now;
-        if self.hdr(h).time < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
-            self.hdr_mut(h).time = now;
-            let class = self.lru_class(h);
-            self.lru.bump(&mut self.arena, class, h);
-        }
-    }
-
     /// Looks `key` up for reading: marks it fetched, bumps it (throttled),
     /// applies a new exptime for `gat`/`touch`, and pins it.
     pub fn get(&mut self, key: &[u8], new_exptime: Option<u32>) -> Option<ItemRef> {
@@ -342,13 +422,25 @@ impl Cache {
         if h == NIL {
             return None;
         }
+        let class = self.lru_class(h);
+        let seg = Seg::of(self.hdr(h).iflags);
         let hdr = self.hdr_mut(h);
-        hdr.iflags |= F_FETCHED | F_ACTIVE;
+        hdr.refcount += 1;
         if let Some(e) = new_exptime {
             hdr.exptime = e;
         }
-        hdr.refcount += 1;
-        self.touch_lru(h);
+        let stats = &mut self.class_stats[class as usize];
+        if new_exptime.is_some() {
+            stats.touch_hits += 1;
+        } else {
+            match seg {
+                Seg::Hot => stats.hits_to_hot += 1,
+                Seg::Warm => stats.hits_to_warm += 1,
+                Seg::Cold => stats.hits_to_cold += 1,
+                Seg::Temp => stats.hits_to_temp += 1,
+            }
+        }
+        self.bump(h);
         Some(ItemRef(h))
     }
 
@@ -370,6 +462,8 @@ impl Cache {
         if h == NIL {
             return false;
         }
+        let class = self.lru_class(h);
+        self.class_stats[class as usize].delete_hits += 1;
         self.unlink(h, hv);
         true
     }
@@ -384,51 +478,6 @@ impl Cache {
         if hdr.refcount == 0 && hdr.iflags & F_LINKED == 0 {
             self.free_item(h);
         }
-    }
-
-    /// Frees room in `class` by reclaiming an expired item or evicting the
-    /// least recently used one from its tail.  Items that were read since
-    /// they last reached the tail get a second chance instead.
-    fn make_room(&mut self, class: u8) -> bool {
-        let mut h = self.lru.tail(class);
-        for _ in 0..EVICT_TRIES {
-            if h == NIL {
-                return false;
-            }
-            let prev = self.lru.prev(&self.arena, h);
-            let hdr = self.hdr(h);
-            let (refcount, iflags) = (hdr.refcount, hdr.iflags);
-            if refcount > 0 {
-                h = prev;
-                continue;
-            }
-            let hv = hash(self.key(h));
-            if self.is_expired(h) || self.is_flushed(h) {
-                self.stats.reclaimed += 1;
-                if iflags & F_FETCHED == 0 {
-                    self.stats.expired_unfetched += 1;
-                }
-                self.unlink(h, hv);
-                return true;
-            }
-            if iflags & F_ACTIVE != 0 {
-                self.hdr_mut(h).iflags &= !F_ACTIVE;
-                let c = self.lru_class(h);
-                self.lru.bump(&mut self.arena, c, h);
-                h = prev;
-                continue;
-            }
-            if !self.evict {
-                return false;
-            }
-            self.stats.evictions += 1;
-            if iflags & F_FETCHED == 0 {
-                self.stats.evicted_unfetched += 1;
-            }
-            self.unlink(h, hv);
-            return true;
-        }
-        false
     }
 
     /// A chunk of `class`, making room in `class` or else in `fallback`
@@ -465,7 +514,7 @@ impl Cache {
             layout.head_class
         };
         let Some(h) = self.alloc_chunk(layout.head_class, lru) else {
-            self.stats.outofmemory += 1;
+            self.class_stats[lru as usize].outofmemory += 1;
             return Err(AllocError::OutOfMemory);
         };
         {
@@ -501,7 +550,7 @@ impl Cache {
             };
             let Some(c) = self.alloc_chunk(class, lru) else {
                 self.free_item(h);
-                self.stats.outofmemory += 1;
+                self.class_stats[lru as usize].outofmemory += 1;
                 return Err(AllocError::OutOfMemory);
             };
             self.arena
@@ -626,12 +675,14 @@ impl Cache {
                     Stored::NotStored
                 }
                 StoreMode::Cas if cas_match => {
-                    self.stats.cas_hits += 1;
+                    let c = self.lru_class(old);
+                    self.class_stats[c as usize].cas_hits += 1;
                     self.replace(old, h, hv);
                     Stored::Stored
                 }
                 StoreMode::Cas => {
-                    self.stats.cas_badval += 1;
+                    let c = self.lru_class(old);
+                    self.class_stats[c as usize].cas_badval += 1;
                     Stored::Exists
                 }
                 StoreMode::Append | StoreMode::Prepend if cas_bad => Stored::Exists,
@@ -743,6 +794,12 @@ impl Cache {
         } else {
             value.saturating_sub(delta)
         };
+        let class = self.lru_class(h);
+        if incr {
+            self.class_stats[class as usize].incr_hits += 1;
+        } else {
+            self.class_stats[class as usize].decr_hits += 1;
+        }
         let mut digits = [0u8; 20];
         let digits = crate::numbers::u64_digits(value, &mut digits);
         let res = digits.len();
@@ -795,7 +852,8 @@ impl Cache {
         if class == 0 || class as usize >= self.arena.classes().len() {
             return;
         }
-        let mut h = self.lru.head(class);
+        // memcached dumps only the COLD list.
+        let mut h = self.lru.head(class, Seg::Cold);
         let mut shown = 0;
         while h != NIL && (limit == 0 || shown < limit) {
             let hdr = self.hdr(h);
@@ -852,6 +910,7 @@ mod tests {
             evict: true,
             hashpower: 4,
             hash_expand: true,
+            lru: LruConfig::default(),
         }
     }
 
@@ -907,7 +966,7 @@ mod tests {
     /// references still held (their items may be unlinked but alive).
     fn check_pinned(cache: &Cache, pinned: &[&ItemRef]) {
         let classes = cache.arena.classes().len();
-        let on_lrus: u64 = (1..classes).map(|c| cache.lru.len(c as u8)).sum();
+        let on_lrus: u64 = (1..classes).map(|c| cache.lru.class_len(c as u8)).sum();
         assert_eq!(on_lrus, cache.stats.curr_items);
         assert_eq!(cache.index.len() as u64, cache.stats.curr_items);
         let used: u64 = cache.arena.classes().iter().map(|c| c.used).sum();
@@ -917,10 +976,16 @@ mod tests {
             .map(|it| 1 + cache.nseg(it.0) as u64)
             .sum();
         for c in 1..classes {
-            let mut h = cache.lru.head(c as u8);
-            while h != NIL {
-                owned += 1 + cache.nseg(h) as u64;
-                h = cache.hdr(h).next;
+            for seg in Seg::ALL {
+                let mut h = cache.lru.head(c as u8, seg);
+                let mut bytes = 0;
+                while h != NIL {
+                    owned += 1 + cache.nseg(h) as u64;
+                    bytes += cache.footprint(h);
+                    assert_eq!(Seg::of(cache.hdr(h).iflags), seg);
+                    h = cache.hdr(h).next;
+                }
+                assert_eq!(bytes, cache.lru.bytes(c as u8, seg));
             }
         }
         assert_eq!(used, owned, "chunks in use but owned by no item");
@@ -1007,7 +1072,7 @@ mod tests {
             assert_eq!(get(&mut cache, k).as_ref(), Some(v));
         }
         check(&cache);
-        assert_eq!(cache.stats.evictions, 0);
+        assert_eq!(cache.total(|c| c.evicted), 0);
     }
 
     #[test]
@@ -1088,7 +1153,10 @@ mod tests {
             cache.release(it);
         }
         check(&cache);
-        assert!(cache.stats.evictions > 0, "the test must exercise eviction");
+        assert!(
+            cache.total(|c| c.evicted) > 0,
+            "the test must exercise eviction"
+        );
     }
 
     #[test]
@@ -1115,7 +1183,7 @@ mod tests {
     }
 
     #[test]
-    fn lru_evicts_the_least_recently_used_first() {
+    fn segmented_lru_evicts_cold_and_rescues_items_read_twice() {
         let mut cfg = config(1 << 20);
         cfg.chunk_sizes = vec![1024, 512 * 1024];
         let mut cache = Cache::new(&cfg);
@@ -1130,17 +1198,47 @@ mod tests {
                 StoreMode::Set,
             );
         }
-        assert_eq!(cache.stats.evictions, 0);
-        // Reading k0 marks it active: it gets a second chance at the tail.
+        assert_eq!(cache.total(|c| c.evicted), 0);
+        // New items enter HOT; the juggler keeps HOT near its share and
+        // pushes the rest down to COLD, oldest first.
+        let sizes = cache.lru_sizes(1);
+        assert!(sizes[Seg::Hot as usize].0 > 0 && sizes[Seg::Cold as usize].0 > 0);
+        assert!(sizes[Seg::Hot as usize].1 <= (per_page as u64 * 1024) * 20 / 100 + 1024);
+        // Read twice, k0 becomes active and is rescued from COLD to WARM.
         assert!(get(&mut cache, b"k0").is_some());
+        assert!(get(&mut cache, b"k0").is_some());
+        assert_eq!(cache.lru_sizes(1)[Seg::Warm as usize].0, 1);
+        assert_eq!(cache.class_stats()[1].moves_to_warm, 1);
         put(&mut cache, b"new", &[b'x'; 900], 0, StoreMode::Set);
-        assert_eq!(cache.stats.evictions, 1);
-        assert!(get(&mut cache, b"k0").is_some(), "active item was evicted");
+        assert_eq!(cache.total(|c| c.evicted), 1);
         assert!(
-            get(&mut cache, b"k1").is_none(),
-            "k1 was the least recently used"
+            get(&mut cache, b"k0").is_some(),
+            "the active item was evicted"
         );
+        assert!(get(&mut cache, b"k1").is_none(), "k1 was COLD's tail");
         assert!(get(&mut cache, b"k2").is_some());
+        assert_eq!(cache.class_stats()[1].evicted_unfetched, 1);
+        check(&cache);
+    }
+
+    #[test]
+    fn flat_mode_keeps_one_list() {
+        let mut cfg = config(1 << 20);
+        cfg.chunk_sizes = vec![1024, 512 * 1024];
+        cfg.lru.segmented = false;
+        let mut cache = Cache::new(&cfg);
+        cache.set_now(100);
+        for i in 0..10 {
+            put(
+                &mut cache,
+                format!("k{i}").as_bytes(),
+                b"v",
+                0,
+                StoreMode::Set,
+            );
+        }
+        assert_eq!(cache.lru_sizes(1)[Seg::Cold as usize].0, 10);
+        assert_eq!(cache.lru_sizes(1)[Seg::Hot as usize].0, 0);
     }
 
     #[test]
@@ -1163,7 +1261,7 @@ mod tests {
             cache.alloc(b"more", 0, 0, 902),
             Err(AllocError::OutOfMemory)
         );
-        assert_eq!(cache.stats.evictions, 0);
+        assert_eq!(cache.total(|c| c.evicted), 0);
         assert!(cache.delete(b"k5"));
         assert!(cache
             .alloc(b"more", 0, 0, 902)

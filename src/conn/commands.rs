@@ -319,6 +319,7 @@ fn store(s: StoreCmd<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
 /// Finishes a storage command once its value is in the item.
 pub(super) fn complete_store(p: PendingStore, out: &mut OutQueue, ctx: &mut Ctx) {
     ctx.counters.cmd_set += 1;
+    ctx.cache.count_set(&p.item);
     if !ctx.cache.ends_with_crlf(&p.item) {
         ctx.cache.release(p.item);
         reply(out, ctx.trace, "CLIENT_ERROR bad data chunk", p.noreply);

@@ -9,6 +9,7 @@ use super::commands::After;
 use super::out::OutQueue;
 use super::Ctx;
 use crate::cache::arena::MAX_CLASSES;
+use crate::cache::lru::Seg;
 use crate::config::MEMCACHED_VERSION;
 use crate::numbers::strtoul;
 use crate::proto::text::Tokens;
@@ -45,7 +46,7 @@ pub(super) fn stats(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After 
     match t.get(1) {
         b"reset" => {
             ctx.counters.reset();
-            ctx.cache.stats.reset();
+            ctx.cache.reset_stats();
             ctx.detail.clear();
             out.line(b"RESET");
         }
@@ -148,7 +149,8 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     let (user, system) = rusage();
     let now = ctx.clock.now();
     let c = &*ctx.counters;
-    let cs = &ctx.cache.stats;
+    let cache = &*ctx.cache;
+    let cs = &cache.stats;
     let mut l = Lines(out.text());
     l.stat("pid", std::process::id());
     l.stat(
@@ -182,8 +184,8 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("decr_misses", c.decr_misses);
     l.stat("decr_hits", c.decr_hits);
     l.stat("cas_misses", cs.cas_misses);
-    l.stat("cas_hits", cs.cas_hits);
-    l.stat("cas_badval", cs.cas_badval);
+    l.stat("cas_hits", cache.total(|c| c.cas_hits));
+    l.stat("cas_badval", cache.total(|c| c.cas_badval));
     l.stat("touch_hits", c.touch_hits);
     l.stat("touch_misses", c.touch_misses);
     l.stat("store_too_large", c.store_too_large);
@@ -200,17 +202,42 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("listen_disabled_num", c.listen_disabled_num);
     l.stat("threads", ctx.cfg.threads);
     l.stat("conn_yields", c.conn_yields);
-    let index = ctx.cache.index();
+    let index = cache.index();
     l.stat("hash_power_level", index.hashpower());
     l.stat("hash_bytes", index.bytes());
     l.stat("hash_is_expanding", u8::from(index.is_expanding()));
+    l.stat("slab_reassign_rescues", 0);
+    l.stat("slab_reassign_chunk_rescues", 0);
+    l.stat("slab_reassign_evictions_nomem", 0);
+    l.stat("slab_reassign_inline_reclaim", 0);
+    l.stat("slab_reassign_busy_items", 0);
+    l.stat("slab_reassign_busy_deletes", 0);
+    l.stat("slab_reassign_running", 0);
+    l.stat("slabs_moved", 0);
+    l.stat("lru_crawler_running", 0);
+    l.stat("lru_crawler_starts", 0);
+    l.stat("lru_maintainer_juggles", 0);
+    l.stat("malloc_fails", 0);
     l.stat("bytes", cs.bytes);
     l.stat("curr_items", cs.curr_items);
     l.stat("total_items", cs.total_items);
-    l.stat("expired_unfetched", cs.expired_unfetched);
-    l.stat("evicted_unfetched", cs.evicted_unfetched);
-    l.stat("evictions", cs.evictions);
-    l.stat("reclaimed", cs.reclaimed);
+    l.stat("slab_global_page_pool", 0);
+    l.stat("expired_unfetched", cache.total(|c| c.expired_unfetched));
+    l.stat("evicted_unfetched", cache.total(|c| c.evicted_unfetched));
+    l.stat("evicted_active", cache.total(|c| c.evicted_active));
+    l.stat("evictions", cache.total(|c| c.evicted));
+    l.stat("reclaimed", cache.total(|c| c.reclaimed));
+    l.stat("crawler_reclaimed", cache.total(|c| c.crawler_reclaimed));
+    l.stat(
+        "crawler_items_checked",
+        cache.total(|c| c.crawler_items_checked),
+    );
+    l.stat("lrutail_reflocked", 0);
+    l.stat("moves_to_cold", cache.total(|c| c.moves_to_cold));
+    l.stat("moves_to_warm", cache.total(|c| c.moves_to_warm));
+    l.stat("moves_within_lru", cache.total(|c| c.moves_within_lru));
+    l.stat("direct_reclaims", cache.total(|c| c.direct_reclaims));
+    l.stat("lru_bumps_dropped", 0);
     out.line(b"END");
 }
 
@@ -271,7 +298,8 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
 }
 
 fn slabs(out: &mut OutQueue, ctx: &mut Ctx) {
-    let arena = ctx.cache.arena();
+    let cache = &*ctx.cache;
+    let arena = cache.arena();
     let mut l = Lines(out.text());
     let mut active = 0;
     for (id, c) in arena.classes().iter().enumerate().skip(1) {
@@ -279,14 +307,25 @@ fn slabs(out: &mut OutQueue, ctx: &mut Ctx) {
             continue;
         }
         active += 1;
+        let s = &cache.class_stats()[id];
         let total = c.pages.len() as u64 * u64::from(c.perslab);
-        l.stat(&format!("{id}:chunk_size"), c.size);
-        l.stat(&format!("{id}:chunks_per_page"), c.perslab);
-        l.stat(&format!("{id}:total_pages"), c.pages.len());
-        l.stat(&format!("{id}:total_chunks"), total);
-        l.stat(&format!("{id}:used_chunks"), c.used);
-        l.stat(&format!("{id}:free_chunks"), c.free_chunks());
-        l.stat(&format!("{id}:free_chunks_end"), c.free_chunks_end());
+        let mut stat = |name: &str, v: u64| l.stat(&format!("{id}:{name}"), v);
+        stat("chunk_size", u64::from(c.size));
+        stat("chunks_per_page", u64::from(c.perslab));
+        stat("total_pages", c.pages.len() as u64);
+        stat("total_chunks", total);
+        stat("used_chunks", c.used);
+        stat("free_chunks", total - c.used);
+        // A dead stat that memcached still prints as zero.
+        stat("free_chunks_end", 0);
+        stat("get_hits", s.get_hits());
+        stat("cmd_set", s.cmd_set);
+        stat("delete_hits", s.delete_hits);
+        stat("incr_hits", s.incr_hits);
+        stat("decr_hits", s.decr_hits);
+        stat("cas_hits", s.cas_hits);
+        stat("cas_badval", s.cas_badval);
+        stat("touch_hits", s.touch_hits);
     }
     l.stat("active_slabs", active);
     l.stat("total_malloced", arena.malloced());
@@ -294,13 +333,52 @@ fn slabs(out: &mut OutQueue, ctx: &mut Ctx) {
 }
 
 fn items(out: &mut OutQueue, ctx: &mut Ctx) {
-    let arena = ctx.cache.arena();
+    let cache = &*ctx.cache;
+    let segmented = cache.lru_cfg.segmented;
+    let temp = cache.lru_cfg.temp_lru;
     let mut l = Lines(out.text());
-    for (id, c) in arena.classes().iter().enumerate().skip(1) {
-        if c.used == 0 {
+    for id in 1..cache.arena().classes().len() {
+        let class = id as u8;
+        let sizes = cache.lru_sizes(class);
+        let number: u64 = sizes.iter().map(|s| s.0).sum();
+        if number == 0 {
             continue;
         }
-        l.stat(&format!("items:{id}:number"), c.used);
+        let s = &cache.class_stats()[id];
+        let mut stat = |name: &str, v: u64| l.stat(&format!("items:{id}:{name}"), v);
+        stat("number", number);
+        if segmented {
+            stat("number_hot", sizes[Seg::Hot as usize].0);
+            stat("number_warm", sizes[Seg::Warm as usize].0);
+            stat("number_cold", sizes[Seg::Cold as usize].0);
+            if temp {
+                stat("number_temp", sizes[Seg::Temp as usize].0);
+            }
+            stat("age_hot", u64::from(cache.tail_age(class, Seg::Hot)));
+            stat("age_warm", u64::from(cache.tail_age(class, Seg::Warm)));
+        }
+        stat("age", u64::from(cache.tail_age(class, Seg::Cold)));
+        stat("mem_requested", s.mem_requested);
+        stat("evicted", s.evicted);
+        stat("evicted_nonzero", s.evicted_nonzero);
+        stat("evicted_time", u64::from(s.evicted_time));
+        stat("outofmemory", s.outofmemory);
+        stat("tailrepairs", 0);
+        stat("reclaimed", s.reclaimed);
+        stat("expired_unfetched", s.expired_unfetched);
+        stat("evicted_unfetched", s.evicted_unfetched);
+        stat("evicted_active", s.evicted_active);
+        stat("crawler_reclaimed", s.crawler_reclaimed);
+        stat("crawler_items_checked", s.crawler_items_checked);
+        stat("lrutail_reflocked", 0);
+        stat("moves_to_cold", s.moves_to_cold);
+        stat("moves_to_warm", s.moves_to_warm);
+        stat("moves_within_lru", s.moves_within_lru);
+        stat("direct_reclaims", s.direct_reclaims);
+        stat("hits_to_hot", s.hits_to_hot);
+        stat("hits_to_warm", s.hits_to_warm);
+        stat("hits_to_cold", s.hits_to_cold);
+        stat("hits_to_temp", s.hits_to_temp);
     }
     out.line(b"END");
 }

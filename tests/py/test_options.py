@@ -20,7 +20,6 @@ from conftest import RMEMCACHED_BIN, Server, free_port, user_args, wait_port
 from mcutil import (
     command,
     connect,
-    parse_stats,
     port_refuses,
     recv_until,
     recv_until_eof,
