@@ -50,6 +50,22 @@ pub struct Config {
     pub detail_enabled: bool,
     /// `-B`: memcached's name for the protocol choice.
     pub binding_protocol: &'static str,
+    pub lru_maintainer: bool,
+    pub lru_segmented: bool,
+    pub hot_lru_pct: u32,
+    pub warm_lru_pct: u32,
+    pub hot_max_factor: f64,
+    pub warm_max_factor: f64,
+    pub temp_lru: bool,
+    pub temporary_ttl: u32,
+    pub lru_crawler: bool,
+    pub lru_crawler_sleep: u32,
+    pub lru_crawler_tocrawl: u32,
+    pub slab_reassign: bool,
+    pub slab_automove: u32,
+    pub slab_automove_ratio: f64,
+    pub slab_automove_window: u32,
+    pub tail_repair_time: u32,
 }
 
 impl Default for Config {
@@ -87,6 +103,22 @@ impl Default for Config {
             prefix_delimiter: b':',
             detail_enabled: false,
             binding_protocol: "auto-negotiate",
+            lru_maintainer: true,
+            lru_segmented: true,
+            hot_lru_pct: 20,
+            warm_lru_pct: 40,
+            hot_max_factor: 0.2,
+            warm_max_factor: 2.0,
+            temp_lru: false,
+            temporary_ttl: 61,
+            lru_crawler: true,
+            lru_crawler_sleep: 100,
+            lru_crawler_tocrawl: 0,
+            slab_reassign: true,
+            slab_automove: 1,
+            slab_automove_ratio: 0.8,
+            slab_automove_window: 30,
+            tail_repair_time: 0,
         }
     }
 }
@@ -157,6 +189,20 @@ pub fn atoi(s: &str) -> i64 {
     } else {
         v
     }
+}
+
+/// C `atof` as far as options need it: a leading decimal number, else 0.
+pub fn atof(s: &str) -> f64 {
+    let t = s.trim_start();
+    let end = t
+        .char_indices()
+        .take_while(|&(i, ch)| {
+            ch.is_ascii_digit() || ch == '.' || (i == 0 && (ch == '-' || ch == '+'))
+        })
+        .map(|(i, ch)| i + ch.len_utf8())
+        .last()
+        .unwrap_or(0);
+    t[..end].parse().unwrap_or(0.0)
 }
 
 /// A size with memcached's optional `k`/`m` suffix (`-I`, `slab_chunk_max`).
@@ -702,6 +748,39 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
                 "slab_chunk_max" => {
                     c.slab_chunk_max = size_with_unit(&need(val)?).max(0) as usize;
                 }
+                "hot_lru_pct" => c.hot_lru_pct = atoi(&need(val)?).max(0) as u32,
+                "warm_lru_pct" => c.warm_lru_pct = atoi(&need(val)?).max(0) as u32,
+                "hot_max_factor" => c.hot_max_factor = atof(&need(val)?),
+                "warm_max_factor" => c.warm_max_factor = atof(&need(val)?),
+                "temporary_ttl" => {
+                    c.temp_lru = true;
+                    c.temporary_ttl = atoi(&need(val)?).max(0) as u32;
+                }
+                "lru_maintainer" => c.lru_maintainer = true,
+                "no_lru_maintainer" => c.lru_maintainer = false,
+                "lru_segmented" => c.lru_segmented = true,
+                "lru_crawler" => c.lru_crawler = true,
+                "no_lru_crawler" => c.lru_crawler = false,
+                "lru_crawler_sleep" => {
+                    let v = atoi(&need(val)?);
+                    if !(0..=1_000_000).contains(&v) {
+                        return Err(refuse("Illegal lru_crawler_sleep value"));
+                    }
+                    c.lru_crawler_sleep = v as u32;
+                }
+                "lru_crawler_tocrawl" => c.lru_crawler_tocrawl = atoi(&need(val)?).max(0) as u32,
+                "slab_reassign" => c.slab_reassign = true,
+                "no_slab_reassign" => c.slab_reassign = false,
+                "slab_automove" => {
+                    let v = atoi(&need(val)?);
+                    if !(0..=2).contains(&v) {
+                        return Err(refuse("slab_automove must be between 0 and 2"));
+                    }
+                    c.slab_automove = v as u32;
+                }
+                "slab_automove_ratio" => c.slab_automove_ratio = atof(&need(val)?),
+                "slab_automove_window" => c.slab_automove_window = atoi(&need(val)?).max(0) as u32,
+                "tail_repair_time" => c.tail_repair_time = atoi(&need(val)?).max(0) as u32,
                 "maxconns_fast" => c.maxconns_fast = true,
                 "no_maxconns_fast" => c.maxconns_fast = false,
                 "track_sizes" => c.track_sizes = true,
@@ -714,6 +793,20 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
         }
     }
 
+    if c.hot_lru_pct + c.warm_lru_pct > 80 {
+        return Err(inconsistent(
+            "hot_lru_pct + warm_lru_pct cannot be more than 80% combined",
+        ));
+    }
+    if c.hot_max_factor <= 0.0 || c.warm_max_factor <= 0.0 {
+        return Err(inconsistent(
+            "hot_max_factor and warm_max_factor must be greater than 0",
+        ));
+    }
+    // The segmented LRU needs the maintainer (here: the in-loop juggler).
+    if !c.lru_maintainer {
+        c.lru_segmented = false;
+    }
     // memcached's consistency checks, with its messages.
     if c.item_size_max < 1024 {
         return Err(inconsistent(

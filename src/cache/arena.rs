@@ -105,6 +105,10 @@ struct Page {
 /// Pages, classes and the memory bound.
 pub struct Arena {
     pages: Vec<Page>,
+    /// Emptied pages waiting for a class (memcached's global page pool).
+    pool: Vec<u32>,
+    /// A page being emptied for a move, with which chunks are free.
+    draining: Option<(u32, Vec<bool>)>,
     /// Index 0 is unused so class ids match memcached's.
     classes: Vec<SlabClass>,
     page_size: usize,
@@ -139,6 +143,8 @@ impl Arena {
         }
         Arena {
             pages: Vec::new(),
+            pool: Vec::new(),
+            draining: None,
             classes,
             page_size,
             mem_limit,
@@ -205,6 +211,11 @@ impl Arena {
     }
 
     fn new_page(&mut self, class: u8) -> Option<u32> {
+        if let Some(page) = self.pool.pop() {
+            self.pages[page as usize].class = class;
+            self.classes[class as usize].pages.push(page);
+            return Some(page);
+        }
         let c = &self.classes[class as usize];
         let over = self.malloced + self.page_size > self.mem_limit;
         if (over && !c.pages.is_empty()) || self.pages.len() >= MAX_PAGES {
@@ -220,12 +231,107 @@ impl Arena {
         Some(id)
     }
 
+    /// Pages in the global pool.
+    pub fn pool_pages(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Chunk handles of page `page`, in order.
+    pub fn page_chunks(&self, page: u32) -> impl Iterator<Item = u32> {
+        let per = self.classes[self.pages[page as usize].class as usize].perslab;
+        (0..per).map(move |i| ((page + 1) << CHUNK_BITS) | i)
+    }
+
+    /// Class owning page `page`.
+    pub fn page_class(&self, page: u32) -> u8 {
+        self.pages[page as usize].class
+    }
+
+    /// Starts emptying `page`: its free chunks leave the free list and
+    /// chunks freed from now on are recorded instead of reused.
+    pub fn start_drain(&mut self, page: u32) {
+        let class = &mut self.classes[self.pages[page as usize].class as usize];
+        let mut free = vec![false; class.perslab as usize];
+        class.free.retain(|&h| {
+            let here = (h >> CHUNK_BITS) == page + 1;
+            if here {
+                free[(h & CHUNK_MASK) as usize] = true;
+            }
+            !here
+        });
+        if let Some((p, next)) = class.fresh {
+            if p == page {
+                free[next as usize..].iter_mut().for_each(|f| *f = true);
+                class.fresh = None;
+            }
+        }
+        self.draining = Some((page, free));
+    }
+
+    /// The page being emptied and which of its chunks are free.
+    pub fn draining(&self) -> Option<(u32, &[bool])> {
+        self.draining.as_ref().map(|(p, f)| (*p, &f[..]))
+    }
+
+    /// Ends the drain: an empty page goes to the pool (returns true);
+    /// otherwise its free chunks go back to the class.
+    pub fn finish_drain(&mut self) -> bool {
+        let Some((page, free)) = self.draining.take() else {
+            return false;
+        };
+        let class = self.pages[page as usize].class;
+        let c = &mut self.classes[class as usize];
+        if free.iter().all(|&f| f) {
+            c.pages.retain(|&p| p != page);
+            self.pages[page as usize].class = 0;
+            self.pool.push(page);
+            return true;
+        }
+        c.free.extend(
+            free.iter()
+                .enumerate()
+                .filter(|(_, &f)| f)
+                .map(|(i, _)| ((page + 1) << CHUNK_BITS) | i as u32),
+        );
+        false
+    }
+
+    /// Whether `h` names a chunk of a page that exists.
+    pub fn is_valid(&self, h: u32) -> bool {
+        let Some(page) = ((h >> CHUNK_BITS) as usize).checked_sub(1) else {
+            return false;
+        };
+        self.pages.get(page).is_some_and(|p| {
+            p.class != 0 && (h & CHUNK_MASK) < self.classes[p.class as usize].perslab
+        })
+    }
+
+    /// Gives a pooled page to `class`, all of its chunks free.
+    pub fn adopt_page(&mut self, class: u8) -> bool {
+        let Some(page) = self.pool.pop() else {
+            return false;
+        };
+        self.pages[page as usize].class = class;
+        let c = &mut self.classes[class as usize];
+        c.pages.push(page);
+        // Lowest chunk first out of the free list.
+        c.free
+            .extend((0..c.perslab).rev().map(|i| ((page + 1) << CHUNK_BITS) | i));
+        true
+    }
+
     /// Returns a chunk to its class.
     pub fn free(&mut self, h: u32) {
         let class = self.class_of(h);
         let c = &mut self.classes[class as usize];
         debug_assert!(c.used > 0);
         c.used -= 1;
+        if let Some((page, free)) = &mut self.draining {
+            if (h >> CHUNK_BITS) == *page + 1 {
+                free[(h & CHUNK_MASK) as usize] = true;
+                return;
+            }
+        }
         c.free.push(h);
     }
 

@@ -11,16 +11,22 @@
 //! digits fit and nobody is reading the item.
 
 pub mod arena;
+mod crawler;
 pub mod index;
 pub mod item;
 pub mod lru;
 mod policy;
+mod rebalance;
 
 use arena::{Arena, NIL};
+use crawler::Crawler;
+pub use crawler::{CrawlStart, CrawlTarget};
 use index::{hash, Index};
 use item::{ItemHeader, Layout, F_LINKED, F_SEGMENTED, HEADER, SEGMENT_OWNER};
 use lru::{Lru, Seg};
 pub use policy::LruConfig;
+pub use rebalance::Reassign;
+use rebalance::Rebalancer;
 
 /// memcached moves an item in its LRU at most once per this many seconds.
 pub const ITEM_UPDATE_INTERVAL: u32 = 60;
@@ -41,6 +47,12 @@ pub struct CacheConfig {
     pub hashpower: u32,
     pub hash_expand: bool,
     pub lru: LruConfig,
+    /// `slab_reassign`: pages may move between classes.
+    pub slab_reassign: bool,
+    /// `slab_automove` 0, 1 or 2, its ratio and window (seconds).
+    pub slab_automove: u32,
+    pub slab_automove_ratio: f64,
+    pub slab_automove_window: u32,
 }
 
 /// Counters kept by storage itself.
@@ -173,6 +185,10 @@ pub struct Cache {
     class_stats: Vec<ClassStats>,
     /// Class the per-turn juggler visits next.
     juggle_next: u8,
+    pub rebalance: Rebalancer,
+    pub crawler: Crawler,
+    /// Relative second of the last once-a-second housekeeping.
+    last_second: u32,
 }
 
 impl Cache {
@@ -192,6 +208,14 @@ impl Cache {
             lru_cfg: cfg.lru.clone(),
             class_stats: vec![ClassStats::default(); arena::MAX_CLASSES],
             juggle_next: 0,
+            rebalance: Rebalancer::new(
+                cfg.slab_reassign,
+                cfg.slab_automove,
+                cfg.slab_automove_ratio,
+                cfg.slab_automove_window,
+            ),
+            crawler: Crawler::default(),
+            last_second: 0,
         }
     }
 
@@ -262,6 +286,14 @@ impl Cache {
             self.index.migrate(&mut self.arena, MIGRATE_PER_TICK);
         }
         self.juggle_tick();
+        if self.now != self.last_second {
+            self.last_second = self.now;
+            self.automove_second();
+        } else {
+            self.automove_decide();
+        }
+        self.rebalance_step();
+        self.crawl_step();
     }
 
     /// memcached refuses items whose total size under *its* layout (48-byte
@@ -911,6 +943,10 @@ mod tests {
             hashpower: 4,
             hash_expand: true,
             lru: LruConfig::default(),
+            slab_reassign: true,
+            slab_automove: 0,
+            slab_automove_ratio: 0.8,
+            slab_automove_window: 30,
         }
     }
 
@@ -1239,6 +1275,149 @@ mod tests {
         }
         assert_eq!(cache.lru_sizes(1)[Seg::Cold as usize].0, 10);
         assert_eq!(cache.lru_sizes(1)[Seg::Hot as usize].0, 0);
+    }
+
+    fn run_ticks(cache: &mut Cache, n: usize) {
+        for _ in 0..n {
+            cache.tick();
+        }
+    }
+
+    #[test]
+    fn reassign_moves_an_emptied_page_between_classes() {
+        let mut cache = Cache::new(&config(4 << 20));
+        cache.set_now(100);
+        for i in 0..20_000 {
+            put(
+                &mut cache,
+                format!("s{i}").as_bytes(),
+                &[b'x'; 50],
+                0,
+                StoreMode::Set,
+            );
+        }
+        let small = Layout::plan(6, 52, &cache.arena).unwrap().head_class;
+        let big = Layout::plan(4, 10_002, &cache.arena).unwrap().head_class;
+        let pages_before = cache.arena.classes()[small as usize].pages.len();
+        assert!(pages_before >= 2);
+        put(&mut cache, b"big0", &[b'y'; 10_000], 0, StoreMode::Set);
+        let big_before = cache.arena.classes()[big as usize].pages.len();
+        assert_eq!(
+            cache.reassign(i32::from(small), i32::from(big)),
+            Reassign::Ok
+        );
+        assert_eq!(
+            cache.reassign(i32::from(small), i32::from(big)),
+            Reassign::Running
+        );
+        run_ticks(&mut cache, 50);
+        assert!(!cache.rebalance.running());
+        assert_eq!(cache.rebalance.slabs_moved, 1);
+        assert_eq!(
+            cache.arena.classes()[small as usize].pages.len(),
+            pages_before - 1
+        );
+        assert_eq!(
+            cache.arena.classes()[big as usize].pages.len(),
+            big_before + 1
+        );
+        assert!(cache.rebalance.evictions_nomem > 0);
+        check(&cache);
+        // Everything still readable is intact.
+        for i in 0..20_000 {
+            if let Some(v) = get(&mut cache, format!("s{i}").as_bytes()) {
+                assert_eq!(v, vec![b'x'; 50]);
+            }
+        }
+    }
+
+    #[test]
+    fn automove_follows_a_shift_to_larger_values() {
+        let mut cfg = config(8 << 20);
+        cfg.slab_automove = 1;
+        cfg.slab_automove_window = 2;
+        let mut cache = Cache::new(&cfg);
+        let mut now = 100;
+        cache.set_now(now);
+        for i in 0..60_000 {
+            put(
+                &mut cache,
+                format!("small{i}").as_bytes(),
+                &[b's'; 100],
+                0,
+                StoreMode::Set,
+            );
+        }
+        // Values now arrive ten kilobytes at a time.
+        let mut stored_late = 0;
+        for round in 0..40 {
+            now += 1;
+            cache.set_now(now);
+            for i in 0..100 {
+                let key = format!("big{}", round * 100 + i);
+                if cache
+                    .alloc(key.as_bytes(), 0, 0, 10_002)
+                    .map(|it| cache.release(it))
+                    .is_ok()
+                {
+                    put(
+                        &mut cache,
+                        key.as_bytes(),
+                        &[b'b'; 10_000],
+                        0,
+                        StoreMode::Set,
+                    );
+                    if round >= 30 {
+                        stored_late += 1;
+                    }
+                }
+            }
+            run_ticks(&mut cache, 100);
+        }
+        assert!(
+            cache.rebalance.slabs_moved >= 4,
+            "moved {}",
+            cache.rebalance.slabs_moved
+        );
+        // A 10 KB item is a head chunk plus a small tail; its pages are the
+        // head class's.
+        let big = Layout::plan(7, 10_002, &cache.arena).unwrap().head_class;
+        assert!(cache.arena.classes()[big as usize].pages.len() >= 5);
+        assert_eq!(stored_late, 1000);
+        check(&cache);
+    }
+
+    #[test]
+    fn crawler_reclaims_expired_items_without_reads() {
+        let mut cache = Cache::new(&config(64 << 20));
+        cache.set_now(100);
+        for i in 0..500 {
+            let exp = if i % 2 == 0 { 105 } else { 0 };
+            put(
+                &mut cache,
+                format!("k{i}").as_bytes(),
+                b"v",
+                exp,
+                StoreMode::Set,
+            );
+        }
+        assert_eq!(cache.start_crawl(b"99", 0), CrawlStart::BadClass);
+        cache.set_now(106);
+        assert_eq!(cache.start_crawl(b"all", 0), CrawlStart::Ok);
+        assert_eq!(cache.start_crawl(b"all", 0), CrawlStart::Running);
+        run_ticks(&mut cache, 100);
+        assert!(!cache.crawler.running());
+        assert_eq!(cache.stats.curr_items, 250);
+        // The juggler reclaims expired items it meets at tails too.
+        let reclaimed = cache.total(|c| c.crawler_reclaimed) + cache.total(|c| c.reclaimed);
+        assert_eq!(reclaimed, 250);
+        assert!(cache.total(|c| c.crawler_reclaimed) > 0);
+        check(&cache);
+        let mut t = CrawlTarget::parse(b"all", &cache).unwrap();
+        let mut out = Vec::new();
+        while !cache.dump_step(&mut t, &mut out, 1_000_000, 7) {}
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 250);
+        assert!(out.starts_with(b"key=k1 exp=-1 la=1000100 cas="));
     }
 
     #[test]

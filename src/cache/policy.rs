@@ -213,6 +213,7 @@ impl Cache {
                         stats.evicted_active += 1;
                     }
                     self.unlink(h, hv);
+                    self.on_eviction(class);
                     Pulled::Freed
                 }
                 (Seg::Cold, Pull::Juggle { .. })

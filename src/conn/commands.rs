@@ -25,6 +25,8 @@ pub(super) enum After {
     Close,
     /// Ask the server for `stats conns`, which only it can see.
     StatsConns,
+    /// Stream `lru_crawler metadump` lines, a slice per turn.
+    Dump(crate::cache::CrawlTarget),
 }
 
 /// memcached's `MAX_VERBOSITY_LEVEL`.
@@ -197,6 +199,15 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
             }
             After::Next
         }
+        Command::Slabs(t) => {
+            super::admin::slabs(&t, out, ctx);
+            After::Next
+        }
+        Command::Lru(t) => {
+            super::admin::lru(&t, out, ctx);
+            After::Next
+        }
+        Command::LruCrawler(t) => super::admin::lru_crawler(&t, out, ctx),
         Command::Reply { text, noreply } => {
             reply(out, ctx.trace, text, noreply);
             After::Next

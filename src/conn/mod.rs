@@ -18,6 +18,7 @@
 //! `-R` commands; a connection with work left asks to be driven again after
 //! the others had their turn.
 
+mod admin;
 mod commands;
 pub mod out;
 mod report;
@@ -39,6 +40,8 @@ const READ_BUFFER: usize = 16 * 1024;
 /// A multi-get line may grow the read buffer up to this before the
 /// connection is dropped (memcached has no bound at all).
 const MAX_LINE: usize = 32 * 1024 * 1024;
+/// Chunks a `metadump` walks per turn.
+const DUMP_SLICE: usize = 2000;
 /// Unsent reply bytes above which the machine writes before it parses on.
 const OUT_HIGH_WATER: usize = 256 * 1024;
 
@@ -50,6 +53,8 @@ enum State {
     ReadValue(PendingStore),
     /// Discard the value of a refused storage command.
     Swallow { left: usize },
+    /// Stream `lru_crawler metadump` output.
+    Dump(crate::cache::CrawlTarget),
     /// Close once the connection is driven again (or now).
     Closing,
 }
@@ -171,6 +176,7 @@ impl Conn {
             State::NewCommand => "conn_read",
             State::ReadValue(_) => "conn_nread",
             State::Swallow { .. } => "conn_swallow",
+            State::Dump(_) => "conn_watch",
             State::Closing => "conn_closing",
         }
     }
@@ -288,6 +294,7 @@ impl Conn {
                                 }
                                 commands::After::Close => State::Closing,
                                 commands::After::StatsConns => return Next::StatsConns,
+                                commands::After::Dump(t) => State::Dump(t),
                             };
                         }
                     }
@@ -325,6 +332,22 @@ impl Conn {
                         }
                         ReadResult::WouldBlock => return Next::Wait,
                         ReadResult::Eof | ReadResult::Error => return Next::Close,
+                    }
+                }
+
+                State::Dump(t) => {
+                    let started = ctx.clock.process_started();
+                    let done = ctx.cache.dump_step(t, self.out.text(), started, DUMP_SLICE);
+                    self.out.commit();
+                    if done {
+                        self.out.line(b"END");
+                        self.state = State::NewCommand;
+                    }
+                    match self.flush(ctx) {
+                        Flush::Done if done => {}
+                        Flush::Done => return Next::Yield,
+                        Flush::Blocked => return Next::Wait,
+                        Flush::Failed => return Next::Close,
                     }
                 }
 

@@ -206,22 +206,23 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("hash_power_level", index.hashpower());
     l.stat("hash_bytes", index.bytes());
     l.stat("hash_is_expanding", u8::from(index.is_expanding()));
+    let rb = &cache.rebalance;
     l.stat("slab_reassign_rescues", 0);
     l.stat("slab_reassign_chunk_rescues", 0);
-    l.stat("slab_reassign_evictions_nomem", 0);
+    l.stat("slab_reassign_evictions_nomem", rb.evictions_nomem);
     l.stat("slab_reassign_inline_reclaim", 0);
-    l.stat("slab_reassign_busy_items", 0);
+    l.stat("slab_reassign_busy_items", rb.busy_items);
     l.stat("slab_reassign_busy_deletes", 0);
-    l.stat("slab_reassign_running", 0);
-    l.stat("slabs_moved", 0);
-    l.stat("lru_crawler_running", 0);
-    l.stat("lru_crawler_starts", 0);
+    l.stat("slab_reassign_running", u8::from(rb.running()));
+    l.stat("slabs_moved", rb.slabs_moved);
+    l.stat("lru_crawler_running", u8::from(cache.crawler.running()));
+    l.stat("lru_crawler_starts", cache.crawler.starts);
     l.stat("lru_maintainer_juggles", 0);
     l.stat("malloc_fails", 0);
     l.stat("bytes", cs.bytes);
     l.stat("curr_items", cs.curr_items);
     l.stat("total_items", cs.total_items);
-    l.stat("slab_global_page_pool", 0);
+    l.stat("slab_global_page_pool", cache.arena().pool_pages());
     l.stat("expired_unfetched", cache.total(|c| c.expired_unfetched));
     l.stat("evicted_unfetched", cache.total(|c| c.evicted_unfetched));
     l.stat("evicted_active", cache.total(|c| c.evicted_active));
@@ -286,14 +287,33 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
         if cfg.maxconns_fast { "yes" } else { "no" },
     );
     l.stat("hashpower_init", cfg.hashpower_init);
-    l.stat("idle_timeout", cfg.idle_timeout);
-    l.stat("track_sizes", if cfg.track_sizes { "yes" } else { "no" });
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let lru = &ctx.cache.lru_cfg;
+    l.stat("slab_reassign", yes(cfg.slab_reassign));
+    l.stat("slab_automove", cfg.slab_automove);
     l.stat(
-        "flush_enabled",
-        if cfg.flush_enabled { "yes" } else { "no" },
+        "slab_automove_ratio",
+        format!("{:.2}", cfg.slab_automove_ratio),
     );
-    l.stat("dump_enabled", if cfg.dump_enabled { "yes" } else { "no" });
+    l.stat("slab_automove_window", cfg.slab_automove_window);
     l.stat("slab_chunk_max", cfg.slab_chunk_max);
+    l.stat("lru_crawler", yes(cfg.lru_crawler));
+    l.stat("lru_crawler_sleep", cfg.lru_crawler_sleep);
+    l.stat("lru_crawler_tocrawl", cfg.lru_crawler_tocrawl);
+    l.stat("tail_repair_time", cfg.tail_repair_time);
+    l.stat("flush_enabled", yes(cfg.flush_enabled));
+    l.stat("dump_enabled", yes(cfg.dump_enabled));
+    l.stat("hash_algorithm", "murmur3");
+    l.stat("lru_maintainer_thread", yes(cfg.lru_maintainer));
+    l.stat("lru_segmented", yes(lru.segmented));
+    l.stat("hot_lru_pct", lru.hot_lru_pct);
+    l.stat("warm_lru_pct", lru.warm_lru_pct);
+    l.stat("hot_max_factor", format!("{:.2}", lru.hot_max_factor));
+    l.stat("warm_max_factor", format!("{:.2}", lru.warm_max_factor));
+    l.stat("temp_lru", yes(lru.temp_lru));
+    l.stat("temporary_ttl", lru.temporary_ttl);
+    l.stat("idle_timeout", cfg.idle_timeout);
+    l.stat("track_sizes", yes(cfg.track_sizes));
     out.line(b"END");
 }
 

@@ -95,6 +95,9 @@ pub enum Command<'a> {
     /// Rare admin commands carry their tokens boxed to keep `Command` small.
     Stats(Box<Tokens<'a>>),
     Shutdown(Box<Tokens<'a>>),
+    Slabs(Box<Tokens<'a>>),
+    Lru(Box<Tokens<'a>>),
+    LruCrawler(Box<Tokens<'a>>),
     CacheMemlimit {
         megabytes: Option<u32>,
         noreply: bool,
@@ -243,6 +246,7 @@ pub fn parse_line(line: &[u8]) -> Command<'_> {
             b"set" => store(&t, StoreMode::Set),
             b"stats" => Command::Stats(Box::new(t)),
             b"shutdown" => Command::Shutdown(Box::new(t)),
+            b"slabs" => Command::Slabs(Box::new(t)),
             _ => reply(ERROR, false),
         },
         b'a' => match verb {
@@ -282,6 +286,9 @@ pub fn parse_line(line: &[u8]) -> Command<'_> {
             b"bget" => get(line, &t, false, false),
             b"flush_all" => flush_all(&t),
             b"version" => Command::Version,
+            b"lru_crawler" => Command::LruCrawler(Box::new(t)),
+            b"lru" if n < 2 => reply(ERROR, false),
+            b"lru" => Command::Lru(Box::new(t)),
             b"quit" => Command::Quit,
             b"verbosity" => {
                 if n != 2 && n != 3 {
