@@ -11,7 +11,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_AS  := $(shell [ "$$(id -u)" = 0 ] && echo "-u nobody")
 APT_PKGS := memcached libmemcached-tools python3-venv valgrind
 
-.PHONY: all build run test deps deps-apt deps-py test-rust test-unsafe test-py lint fmt clean
+.PHONY: all build run test deps deps-apt deps-py test-rust test-unsafe test-py bench-memory lint fmt clean
 
 all: build
 
@@ -60,6 +60,10 @@ test-unsafe:
 
 test-py:
 	RMEMCACHED_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest tests/py -q -p no:cacheprovider
+
+# Items stored, RSS per item and hit ratios, rmemcached beside memcached.
+bench-memory: build deps
+	$(PY) bench/memory.py $(ARGS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -57,6 +57,7 @@ pub fn cache_config(cfg: &Config) -> CacheConfig {
             temporary_ttl: cfg.temporary_ttl,
         },
         slab_reassign: cfg.slab_reassign,
+        track_sizes: cfg.track_sizes,
         slab_automove: cfg.slab_automove,
         slab_automove_ratio: cfg.slab_automove_ratio,
         slab_automove_window: cfg.slab_automove_window,

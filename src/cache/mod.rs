@@ -49,6 +49,8 @@ pub struct CacheConfig {
     pub lru: LruConfig,
     /// `slab_reassign`: pages may move between classes.
     pub slab_reassign: bool,
+    /// Keep the `stats sizes` histogram (`-o track_sizes`).
+    pub track_sizes: bool,
     /// `slab_automove` 0, 1 or 2, its ratio and window (seconds).
     pub slab_automove: u32,
     pub slab_automove_ratio: f64,
@@ -187,6 +189,8 @@ pub struct Cache {
     juggle_next: u8,
     pub rebalance: Rebalancer,
     pub crawler: Crawler,
+    /// Items per 32-byte size bucket, when `stats sizes` is on.
+    sizes: Option<std::collections::BTreeMap<u64, u64>>,
     /// Relative second of the last once-a-second housekeeping.
     last_second: u32,
 }
@@ -215,6 +219,7 @@ impl Cache {
                 cfg.slab_automove_window,
             ),
             crawler: Crawler::default(),
+            sizes: cfg.track_sizes.then(std::collections::BTreeMap::new),
             last_second: 0,
         }
     }
@@ -253,6 +258,21 @@ impl Cache {
         } else {
             self.now.saturating_sub(self.hdr(t).time)
         }
+    }
+
+    /// memcached's item size (`ITEM_ntotal`) in its 32-byte bucket, the
+    /// unit of `stats sizes`.
+    fn size_bucket(&self, h: u32) -> u64 {
+        let hdr = self.hdr(h);
+        let cas = if self.use_cas { 8 } else { 0 };
+        let flags = if hdr.flags != 0 { 4 } else { 0 };
+        let ntotal = 48 + cas + u64::from(hdr.nkey) + 1 + flags + u64::from(hdr.nbytes);
+        ntotal.div_ceil(32) * 32
+    }
+
+    /// `stats sizes`: `(bucket size, items)`, or `None` when disabled.
+    pub fn sizes(&self) -> Option<impl Iterator<Item = (u64, u64)> + '_> {
+        self.sizes.as_ref().map(|m| m.iter().map(|(&k, &v)| (k, v)))
     }
 
     /// Counts a completed storage command against the new item's class.
@@ -387,6 +407,16 @@ impl Cache {
         self.stats.curr_items -= 1;
         self.stats.bytes -= bytes;
         self.class_stats[class as usize].mem_requested -= bytes;
+        if self.sizes.is_some() {
+            let b = self.size_bucket(h);
+            let sizes = self.sizes.as_mut().expect("checked");
+            if let Some(n) = sizes.get_mut(&b) {
+                *n -= 1;
+                if *n == 0 {
+                    sizes.remove(&b);
+                }
+            }
+        }
         let hdr = self.hdr_mut(h);
         hdr.iflags &= !F_LINKED;
         if hdr.refcount == 0 {
@@ -411,6 +441,10 @@ impl Cache {
         self.stats.total_items += 1;
         self.stats.bytes += bytes;
         self.class_stats[class as usize].mem_requested += bytes;
+        if self.sizes.is_some() {
+            let b = self.size_bucket(h);
+            *self.sizes.as_mut().expect("checked").entry(b).or_insert(0) += 1;
+        }
         self.juggle_on_link(class);
     }
 
@@ -944,6 +978,7 @@ mod tests {
             hash_expand: true,
             lru: LruConfig::default(),
             slab_reassign: true,
+            track_sizes: false,
             slab_automove: 0,
             slab_automove_ratio: 0.8,
             slab_automove_window: 30,

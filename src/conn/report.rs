@@ -72,7 +72,10 @@ pub(super) fn stats(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After 
         b"items" => items(out, ctx),
         b"sizes" => {
             let mut l = Lines(out.text());
-            l.stat("sizes_status", "disabled");
+            match ctx.cache.sizes() {
+                Some(sizes) => sizes.for_each(|(size, n)| l.stat(&size.to_string(), n)),
+                None => l.stat("sizes_status", "disabled"),
+            }
             out.line(b"END");
         }
         _ => out.line(b"ERROR"),
