@@ -407,9 +407,8 @@ impl Cache {
         self.stats.curr_items -= 1;
         self.stats.bytes -= bytes;
         self.class_stats[class as usize].mem_requested -= bytes;
-        if self.sizes.is_some() {
-            let b = self.size_bucket(h);
-            let sizes = self.sizes.as_mut().expect("checked");
+        let bucket = self.sizes.is_some().then(|| self.size_bucket(h));
+        if let (Some(b), Some(sizes)) = (bucket, &mut self.sizes) {
             if let Some(n) = sizes.get_mut(&b) {
                 *n -= 1;
                 if *n == 0 {
@@ -441,9 +440,9 @@ impl Cache {
         self.stats.total_items += 1;
         self.stats.bytes += bytes;
         self.class_stats[class as usize].mem_requested += bytes;
-        if self.sizes.is_some() {
-            let b = self.size_bucket(h);
-            *self.sizes.as_mut().expect("checked").entry(b).or_insert(0) += 1;
+        let bucket = self.sizes.is_some().then(|| self.size_bucket(h));
+        if let (Some(b), Some(sizes)) = (bucket, &mut self.sizes) {
+            *sizes.entry(b).or_insert(0) += 1;
         }
         self.juggle_on_link(class);
     }
