@@ -163,13 +163,13 @@ impl Cache {
                 h = prev;
                 continue;
             }
-            let hv = hash(self.key(h));
             if self.is_expired(h) || self.is_flushed(h) {
                 let cs = &mut self.class_stats[class as usize];
                 cs.reclaimed += 1;
                 if iflags & F_FETCHED == 0 {
                     cs.expired_unfetched += 1;
                 }
+                let hv = hash(self.key(h));
                 self.unlink(h, hv);
                 return Pulled::Freed;
             }
@@ -212,6 +212,7 @@ impl Cache {
                     if iflags & F_ACTIVE != 0 {
                         stats.evicted_active += 1;
                     }
+                    let hv = hash(self.key(h));
                     self.unlink(h, hv);
                     self.on_eviction(class);
                     Pulled::Freed
