@@ -99,6 +99,10 @@ pub struct ClassStats {
     pub touch_hits: u64,
     /// Bytes of items on the class's lists (memcached's `mem_requested`).
     pub mem_requested: u64,
+    /// Chunks of this class obtained only by evicting from another list
+    /// (tails of split items): the class needs pages even though its own
+    /// list evicts nothing.
+    pub starved: u64,
 }
 
 impl ClassStats {
@@ -552,9 +556,14 @@ impl Cache {
             if let Some(h) = self.arena.alloc(class) {
                 return Some(h);
             }
-            if !self.make_room(class) && (class == fallback || !self.make_room(fallback)) {
+            if self.make_room(class) {
+                continue;
+            }
+            if class == fallback || !self.make_room(fallback) {
                 return None;
             }
+            self.class_stats[class as usize].starved += 1;
+            self.on_eviction(class);
         }
         self.arena.alloc(class)
     }
@@ -1415,8 +1424,16 @@ mod tests {
         );
         // A 10 KB item is a head chunk plus a small tail; its pages are the
         // head class's.
-        let big = Layout::plan(7, 10_002, &cache.arena).unwrap().head_class;
-        assert!(cache.arena.classes()[big as usize].pages.len() >= 5);
+        let layout = Layout::plan(7, 10_002, &cache.arena).unwrap();
+        assert!(
+            cache.arena.classes()[layout.head_class as usize]
+                .pages
+                .len()
+                >= 5
+        );
+        // The tails' class is fed too, or every tail would cost an eviction.
+        let tails = layout.last_class as usize;
+        assert!(layout.nseg == 0 || cache.arena.classes()[tails].pages.len() >= 2);
         assert_eq!(stored_late, 1000);
         check(&cache);
     }

@@ -223,7 +223,11 @@ impl Cache {
     /// from the class with the oldest items to the one evicting youngest.
     pub(super) fn automove_second(&mut self) {
         let classes = self.arena.classes().len();
-        let evicted: Vec<u64> = (0..classes).map(|c| self.class_stats[c].evicted).collect();
+        // Evictions in a class's own list, or made elsewhere for want of
+        // its chunks: either way the class needs memory.
+        let evicted: Vec<u64> = (0..classes)
+            .map(|c| self.class_stats[c].evicted + self.class_stats[c].starved)
+            .collect();
         self.rebalance.samples.push_back(evicted);
         while self.rebalance.samples.len() > self.rebalance.window.max(2) as usize {
             self.rebalance.samples.pop_front();

@@ -171,3 +171,36 @@ def kill_pid(pid, timeout=DEFAULT_TIMEOUT):
             return
         if wait_pid_exit(pid, timeout):
             return
+
+
+# ---------------------------------------------------------------------------
+# Added for test_slabs_lru.py
+
+
+def recv_until_big(sock, terminator, timeout=DEFAULT_TIMEOUT):
+    """recv_until() for replies of many megabytes: the buffer is a
+    bytearray, so reading stays linear in the reply size."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while not buf.endswith(terminator):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout(f"no {terminator!r} within {timeout}s; got {len(buf)} bytes")
+        sock.settimeout(left)
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError(f"EOF before {terminator!r}; got {len(buf)} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_lines(sock, count, timeout=DEFAULT_TIMEOUT):
+    """Exactly `count` CRLF-terminated lines (for pipelined one-line
+    replies), as a list of lines with their CRLF."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while buf.count(b"\r\n") < count:
+        buf += recv_until(sock, b"\r\n", max(0.001, deadline - time.monotonic()))
+    lines = [line + b"\r\n" for line in buf.split(b"\r\n")[:-1]]
+    assert len(lines) == count, lines[count:]
+    return lines
