@@ -247,6 +247,22 @@ impl Arena {
         self.pages[page as usize].class
     }
 
+    /// The page of `class` with the most free chunks.
+    pub fn emptiest_page(&self, class: u8) -> Option<u32> {
+        let c = &self.classes[class as usize];
+        let mut free: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for &h in &c.free {
+            *free.entry((h >> CHUNK_BITS) - 1).or_insert(0) += 1;
+        }
+        if let Some((p, next)) = c.fresh {
+            *free.entry(p).or_insert(0) += c.perslab - next;
+        }
+        c.pages
+            .iter()
+            .copied()
+            .max_by_key(|p| free.get(p).copied().unwrap_or(0))
+    }
+
     /// Starts emptying `page`: its free chunks leave the free list and
     /// chunks freed from now on are recorded instead of reused.
     pub fn start_drain(&mut self, page: u32) {

@@ -116,7 +116,8 @@ impl Cache {
         if src == 0 || pages.len() < 2 {
             return Reassign::NoSpare;
         }
-        let page = pages[0];
+        // The page with the most free chunks costs the fewest evictions.
+        let page = self.arena.emptiest_page(src as u8).unwrap_or(pages[0]);
         self.arena.start_drain(page);
         self.rebalance.job = Some(Move {
             page,
@@ -128,16 +129,26 @@ impl Cache {
         Reassign::Ok
     }
 
-    /// A class to take a page from for `dst`: the one whose COLD items are
-    /// oldest, among those with a page to spare.
+    /// Whole pages' worth of free chunks a class holds.
+    fn free_pages(&self, c: u8) -> u64 {
+        let class = &self.arena.classes()[c as usize];
+        class.free_chunks() / u64::from(class.perslab)
+    }
+
+    /// A class to take a page from for `dst`: one holding two pages' worth
+    /// of free chunks if any (most first), else the one whose COLD items
+    /// are oldest, among those with a page to spare.
     fn pick_source(&self, dst: i32) -> Option<u8> {
-        (1..self.arena.classes().len() as u8)
-            .filter(|&c| i32::from(c) != dst && self.arena.classes()[c as usize].pages.len() > 1)
-            .max_by_key(|&c| {
-                (
-                    self.tail_age(c, Seg::Cold),
-                    self.arena.classes()[c as usize].pages.len(),
-                )
+        let classes = self.arena.classes();
+        let spare = |c: &u8| i32::from(*c) != dst && classes[*c as usize].pages.len() > 1;
+        let ids = 1..classes.len() as u8;
+        ids.clone()
+            .filter(spare)
+            .filter(|&c| self.free_pages(c) >= 2)
+            .max_by_key(|&c| self.free_pages(c))
+            .or_else(|| {
+                ids.filter(spare)
+                    .max_by_key(|&c| (self.tail_age(c, Seg::Cold), classes[c as usize].pages.len()))
             })
     }
 
@@ -250,9 +261,11 @@ impl Cache {
             return;
         };
         let classes = self.arena.classes().len();
-        // The class evicting the youngest items during the window.
+        // The class evicting the youngest items during the window, among
+        // those still evicting now and without free chunks to use first.
+        let prev = &r.samples[r.samples.len().saturating_sub(2)];
         let dst = (1..classes)
-            .filter(|&c| last[c] > first[c])
+            .filter(|&c| last[c] > first[c] && last[c] > prev[c] && self.free_pages(c as u8) == 0)
             .min_by_key(|&c| self.tail_age(c as u8, Seg::Cold));
         let Some(dst) = dst else { return };
         let Some(src) = self.pick_source(dst as i32) else {
