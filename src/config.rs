@@ -7,6 +7,8 @@
 
 use getopts::Options;
 
+use crate::numbers::strtoul;
+
 /// What memcached reports as its version; clients gate features on it.
 pub const MEMCACHED_VERSION: &str = "1.6.18";
 /// This program's own version.
@@ -66,6 +68,8 @@ pub struct Config {
     pub slab_automove_ratio: f64,
     pub slab_automove_window: u32,
     pub tail_repair_time: u32,
+    pub slab_automove_freeratio: f64,
+    pub hash_algorithm: &'static str,
 }
 
 impl Default for Config {
@@ -119,6 +123,8 @@ impl Default for Config {
             slab_automove_ratio: 0.8,
             slab_automove_window: 30,
             tail_repair_time: 0,
+            slab_automove_freeratio: 0.01,
+            hash_algorithm: "murmur3",
         }
     }
 }
@@ -739,8 +745,16 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
                 "idle_timeout" => c.idle_timeout = atoi(&need(val)?).max(0) as u32,
                 "hashpower" => {
                     let hp = atoi(&need(val)?);
-                    if !(12..=32).contains(&hp) {
-                        return Err(refuse("Initial hashtable multiplier of 16 is too low"));
+                    if hp < 12 {
+                        return Err(refuse(format!(
+                            "Initial hashtable multiplier of {hp} is too low"
+                        )));
+                    }
+                    if hp > 32 {
+                        return Err(refuse(format!(
+                            "Initial hashtable multiplier of {hp} is too high\n\
+                             Choose a value based on \"STAT hash_power_level\" from a running instance"
+                        )));
                     }
                     c.hashpower_init = hp as u32;
                 }
@@ -748,27 +762,47 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
                 "slab_chunk_max" => {
                     c.slab_chunk_max = size_with_unit(&need(val)?).max(0) as usize;
                 }
-                "hot_lru_pct" => c.hot_lru_pct = atoi(&need(val)?).max(0) as u32,
-                "warm_lru_pct" => c.warm_lru_pct = atoi(&need(val)?).max(0) as u32,
-                "hot_max_factor" => c.hot_max_factor = atof(&need(val)?),
-                "warm_max_factor" => c.warm_max_factor = atof(&need(val)?),
+                "hot_lru_pct" | "warm_lru_pct" => {
+                    let v = strtoul(need(val)?.as_bytes()).unwrap_or(0);
+                    if !(1..80).contains(&v) {
+                        return Err(refuse(format!("{key} must be > 1 and < 80")));
+                    }
+                    if key == "hot_lru_pct" {
+                        c.hot_lru_pct = v;
+                    } else {
+                        c.warm_lru_pct = v;
+                    }
+                }
+                "hot_max_factor" | "warm_max_factor" => {
+                    let v = need(val)?.trim().parse::<f64>().unwrap_or(0.0);
+                    if v <= 0.0 {
+                        return Err(refuse(format!("{key} must be > 0")));
+                    }
+                    if key == "hot_max_factor" {
+                        c.hot_max_factor = v;
+                    } else {
+                        c.warm_max_factor = v;
+                    }
+                }
                 "temporary_ttl" => {
                     c.temp_lru = true;
                     c.temporary_ttl = atoi(&need(val)?).max(0) as u32;
                 }
                 "lru_maintainer" => c.lru_maintainer = true,
                 "no_lru_maintainer" => c.lru_maintainer = false,
-                "lru_segmented" => c.lru_segmented = true,
                 "lru_crawler" => c.lru_crawler = true,
                 "no_lru_crawler" => c.lru_crawler = false,
                 "lru_crawler_sleep" => {
                     let v = atoi(&need(val)?);
                     if !(0..=1_000_000).contains(&v) {
-                        return Err(refuse("Illegal lru_crawler_sleep value"));
+                        return Err(refuse("LRU crawler sleep must be between 0 and 1 second"));
                     }
                     c.lru_crawler_sleep = v as u32;
                 }
-                "lru_crawler_tocrawl" => c.lru_crawler_tocrawl = atoi(&need(val)?).max(0) as u32,
+                "lru_crawler_tocrawl" => {
+                    c.lru_crawler_tocrawl = strtoul(need(val)?.as_bytes())
+                        .ok_or_else(|| refuse("lru_crawler_tocrawl takes a numeric 32bit value"))?;
+                }
                 "slab_reassign" => c.slab_reassign = true,
                 "no_slab_reassign" => c.slab_reassign = false,
                 "slab_automove" => {
@@ -778,21 +812,81 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
                     }
                     c.slab_automove = v as u32;
                 }
-                "slab_automove_ratio" => c.slab_automove_ratio = atof(&need(val)?),
-                "slab_automove_window" => c.slab_automove_window = atoi(&need(val)?).max(0) as u32,
-                "tail_repair_time" => c.tail_repair_time = atoi(&need(val)?).max(0) as u32,
+                "slab_automove_ratio" => {
+                    let v = need(val)?.trim().parse::<f64>().unwrap_or(0.0);
+                    if v <= 0.0 || v >= 1.0 {
+                        return Err(refuse("slab_automove_ratio must be > 0 and < 1"));
+                    }
+                    c.slab_automove_ratio = v;
+                }
+                "slab_automove_freeratio" => {
+                    let v = need(val)?.trim().parse::<f64>().unwrap_or(-1.0);
+                    if !(0.0..1.0).contains(&v) {
+                        return Err(refuse("slab_automove_freeratio must be >= 0 and < 1"));
+                    }
+                    c.slab_automove_freeratio = v;
+                }
+                "slab_automove_window" => {
+                    let v = strtoul(need(val)?.as_bytes()).unwrap_or(0);
+                    if v < 3 {
+                        return Err(refuse("slab_automove_window must be > 2"));
+                    }
+                    c.slab_automove_window = v;
+                }
+                "tail_repair_time" => {
+                    let v = atoi(&need(val)?);
+                    if v < 10 {
+                        return Err(refuse(
+                            "Cannot set tail_repair_time to less than 10 seconds",
+                        ));
+                    }
+                    c.tail_repair_time = v as u32;
+                }
+                // The index hashes with its own function whatever is named;
+                // the choice is kept and reported for compatibility.
+                "hash_algorithm" => match need(val)?.as_str() {
+                    "murmur3" => c.hash_algorithm = "murmur3",
+                    "jenkins" => c.hash_algorithm = "jenkins",
+                    "xxh3" => c.hash_algorithm = "xxh3",
+                    other => return Err(refuse(format!("Unknown hash_algorithm option: {other}"))),
+                },
+                // 1.6's defaults already are the "modern" ones.
+                "modern" => {}
+                "no_modern" => {
+                    c.maxconns_fast = false;
+                    c.slab_reassign = false;
+                    c.slab_automove = 0;
+                    c.lru_crawler = false;
+                    c.lru_maintainer = false;
+                    c.hash_algorithm = "jenkins";
+                    c.slab_chunk_max = c.slab_page_size;
+                }
                 "maxconns_fast" => c.maxconns_fast = true,
                 "no_maxconns_fast" => c.maxconns_fast = false,
                 "track_sizes" => c.track_sizes = true,
-                _ => {
-                    return Err(refuse(format!(
-                        "rmemcached: extended option \"{key}\" is not supported yet"
-                    )))
-                }
+                _ => return Err(refuse(format!("Illegal suboption \"{key}\""))),
             }
         }
     }
 
+    // memcached keeps the hash table above its item lock table, whose size
+    // follows the thread count.
+    let lock_power = match c.threads {
+        0..=2 => 10,
+        3 => 11,
+        4 => 12,
+        5..=10 => 13,
+        11..=20 => 14,
+        _ => 15,
+    };
+    if c.hashpower_init != 0 && c.hashpower_init <= lock_power {
+        return Err(refuse(format!(
+            "Hash table power size ({}) cannot be equal to or less than item lock table ({lock_power})\n\
+             Item lock table grows with `-t N` (worker threadcount)\n\
+             Hash table grows with `-o hashpower=N` ",
+            c.hashpower_init
+        )));
+    }
     if c.hot_lru_pct + c.warm_lru_pct > 80 {
         return Err(inconsistent(
             "hot_lru_pct + warm_lru_pct cannot be more than 80% combined",
@@ -900,7 +994,7 @@ mod tests {
             &["--no-such-option"],
             &["-S"],
             &["-U", "11211"],
-            &["-o", "modern"],
+            &["-o", "bogus_opt"],
             &["-I", "512"],
             &["-f", "1"],
         ] {

@@ -128,7 +128,8 @@ impl Server {
     /// A server over already bound listeners.
     pub fn new(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<Server> {
         let reactor = Reactor::new(1024)?;
-        let cache = Cache::new(&cache_config(&cfg));
+        let mut cache = Cache::new(&cache_config(&cfg));
+        cache.crawler.auto = cfg.lru_crawler && cfg.lru_maintainer;
         if cfg.verbose > 1 {
             for (id, c) in cache.arena().classes().iter().enumerate().skip(1) {
                 eprintln!(
@@ -222,11 +223,15 @@ impl Server {
             self.last_second = now;
             self.kick_idle();
         }
-        let timeout = if self.pending.is_empty() {
-            Some(Duration::from_millis(1000))
+        let timeout = if !self.pending.is_empty() {
+            Duration::ZERO
+        } else if self.cache.busy() {
+            // Background slices continue soon even without traffic.
+            Duration::from_millis(10)
         } else {
-            Some(Duration::ZERO)
+            Duration::from_millis(1000)
         };
+        let timeout = Some(timeout);
         let events = self.reactor.wait(timeout)?;
         for ev in events {
             let t = ev.token.0;

@@ -59,7 +59,7 @@ impl CrawlTarget {
             let mut ids = Vec::new();
             for part in spec.split(|&b| b == b',').filter(|p| !p.is_empty()) {
                 match crate::numbers::strtoul(part) {
-                    Some(id) if id >= 1 && (id as usize) < MAX_CLASSES - 1 => {
+                    Some(id) if id >= 1 && (id as usize) < MAX_CLASSES => {
                         if id < u32::from(classes) {
                             ids.push(id as u8);
                         }
@@ -85,7 +85,14 @@ impl CrawlTarget {
 pub struct Crawler {
     job: Option<CrawlTarget>,
     pub starts: u64,
+    /// Crawl every class on a schedule (crawler and maintainer both on).
+    pub auto: bool,
+    /// Relative second the next scheduled crawl may start.
+    next_auto: u32,
 }
+
+/// Seconds between the end of one scheduled crawl and the next.
+const AUTO_CRAWL_INTERVAL: u32 = 2;
 
 impl Crawler {
     pub fn running(&self) -> bool {
@@ -103,10 +110,8 @@ impl Cache {
         if self.crawler.running() {
             return CrawlStart::Running;
         }
+        // memcached answers OK even when there is nothing to look at.
         target.classes.retain(|&c| self.lru.class_len(c) > 0);
-        if target.classes.is_empty() {
-            return CrawlStart::NotStarted;
-        }
         target.tocrawl = tocrawl;
         self.crawler.starts += 1;
         self.crawler.job = Some(target);
@@ -170,6 +175,14 @@ impl Cache {
         true
     }
 
+    /// Starts the scheduled crawl when it is due (once a second at most).
+    pub(super) fn schedule_crawl(&mut self) {
+        let c = &self.crawler;
+        if c.auto && !c.running() && self.now >= c.next_auto && self.stats.curr_items > 0 {
+            let _ = self.start_crawl(b"all", 0);
+        }
+    }
+
     /// One slice of a background crawl: reclaim what has expired.
     pub(super) fn crawl_step(&mut self) {
         let Some(mut t) = self.crawler.job.take() else {
@@ -178,15 +191,21 @@ impl Cache {
         let done = self.walk(&mut t, CRAWL_PER_TICK, &mut |cache, h, class| {
             cache.class_stats[class as usize].crawler_items_checked += 1;
             if cache.is_expired(h) || cache.is_flushed(h) {
+                let fetched = cache.hdr(h).iflags & F_FETCHED != 0;
                 let cs = &mut cache.class_stats[class as usize];
                 cs.crawler_reclaimed += 1;
+                if !fetched {
+                    cs.expired_unfetched += 1;
+                }
                 if cache.hdr(h).refcount == 0 {
                     let hv = hash(cache.key(h));
                     cache.unlink(h, hv);
                 }
             }
         });
-        if !done {
+        if done {
+            self.crawler.next_auto = self.now + AUTO_CRAWL_INTERVAL;
+        } else {
             self.crawler.job = Some(t);
         }
     }

@@ -228,6 +228,12 @@ impl Cache {
         }
     }
 
+    /// Whether background work (index growth, a page move, a crawl) is
+    /// under way, so the event loop should not sleep long.
+    pub fn busy(&self) -> bool {
+        self.index.is_expanding() || self.rebalance.running() || self.crawler.running()
+    }
+
     /// Per-class counters, indexed by class id.
     pub fn class_stats(&self) -> &[ClassStats] {
         &self.class_stats[..self.arena.classes().len()]
@@ -313,6 +319,7 @@ impl Cache {
         if self.now != self.last_second {
             self.last_second = self.now;
             self.automove_second();
+            self.schedule_crawl();
         } else {
             self.automove_decide();
         }

@@ -174,8 +174,20 @@ pub(super) fn lru_crawler(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> 
         out.line(b"OK");
         return After::Next;
     }
-    if n == 2 && (sub == b"enable" || sub == b"disable") {
-        ctx.cfg.lru_crawler = sub == b"enable";
+    if n == 2 && sub == b"enable" {
+        // memcached cannot start its crawler thread twice.
+        if ctx.cfg.lru_crawler {
+            out.line(b"ERROR failed to start lru crawler thread");
+        } else {
+            ctx.cfg.lru_crawler = true;
+            ctx.cache.crawler.auto = ctx.cfg.lru_maintainer;
+            out.line(b"OK");
+        }
+        return After::Next;
+    }
+    if n == 2 && sub == b"disable" {
+        ctx.cfg.lru_crawler = false;
+        ctx.cache.crawler.auto = false;
         out.line(b"OK");
         return After::Next;
     }

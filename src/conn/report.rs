@@ -220,7 +220,11 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("slabs_moved", rb.slabs_moved);
     l.stat("lru_crawler_running", u8::from(cache.crawler.running()));
     l.stat("lru_crawler_starts", cache.crawler.starts);
-    l.stat("lru_maintainer_juggles", 0);
+    // memcached prints the maintainer's counters only while it runs.
+    let maintainer = ctx.cfg.lru_maintainer;
+    if maintainer {
+        l.stat("lru_maintainer_juggles", 0);
+    }
     l.stat("malloc_fails", 0);
     l.stat("bytes", cs.bytes);
     l.stat("curr_items", cs.curr_items);
@@ -228,7 +232,9 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("slab_global_page_pool", cache.arena().pool_pages());
     l.stat("expired_unfetched", cache.total(|c| c.expired_unfetched));
     l.stat("evicted_unfetched", cache.total(|c| c.evicted_unfetched));
-    l.stat("evicted_active", cache.total(|c| c.evicted_active));
+    if maintainer {
+        l.stat("evicted_active", cache.total(|c| c.evicted_active));
+    }
     l.stat("evictions", cache.total(|c| c.evicted));
     l.stat("reclaimed", cache.total(|c| c.reclaimed));
     l.stat("crawler_reclaimed", cache.total(|c| c.crawler_reclaimed));
@@ -237,11 +243,13 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
         cache.total(|c| c.crawler_items_checked),
     );
     l.stat("lrutail_reflocked", 0);
-    l.stat("moves_to_cold", cache.total(|c| c.moves_to_cold));
-    l.stat("moves_to_warm", cache.total(|c| c.moves_to_warm));
-    l.stat("moves_within_lru", cache.total(|c| c.moves_within_lru));
-    l.stat("direct_reclaims", cache.total(|c| c.direct_reclaims));
-    l.stat("lru_bumps_dropped", 0);
+    if maintainer {
+        l.stat("moves_to_cold", cache.total(|c| c.moves_to_cold));
+        l.stat("moves_to_warm", cache.total(|c| c.moves_to_warm));
+        l.stat("moves_within_lru", cache.total(|c| c.moves_within_lru));
+        l.stat("direct_reclaims", cache.total(|c| c.direct_reclaims));
+        l.stat("lru_bumps_dropped", 0);
+    }
     out.line(b"END");
 }
 
@@ -299,6 +307,10 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
         format!("{:.2}", cfg.slab_automove_ratio),
     );
     l.stat("slab_automove_window", cfg.slab_automove_window);
+    l.stat(
+        "slab_automove_freeratio",
+        format!("{:.3}", cfg.slab_automove_freeratio),
+    );
     l.stat("slab_chunk_max", cfg.slab_chunk_max);
     l.stat("lru_crawler", yes(cfg.lru_crawler));
     l.stat("lru_crawler_sleep", cfg.lru_crawler_sleep);
@@ -306,7 +318,7 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("tail_repair_time", cfg.tail_repair_time);
     l.stat("flush_enabled", yes(cfg.flush_enabled));
     l.stat("dump_enabled", yes(cfg.dump_enabled));
-    l.stat("hash_algorithm", "murmur3");
+    l.stat("hash_algorithm", cfg.hash_algorithm);
     l.stat("lru_maintainer_thread", yes(cfg.lru_maintainer));
     l.stat("lru_segmented", yes(lru.segmented));
     l.stat("hot_lru_pct", lru.hot_lru_pct);
@@ -359,6 +371,7 @@ fn items(out: &mut OutQueue, ctx: &mut Ctx) {
     let cache = &*ctx.cache;
     let segmented = cache.lru_cfg.segmented;
     let temp = cache.lru_cfg.temp_lru;
+    let maintainer = ctx.cfg.lru_maintainer;
     let mut l = Lines(out.text());
     for id in 1..cache.arena().classes().len() {
         let class = id as u8;
@@ -390,10 +403,15 @@ fn items(out: &mut OutQueue, ctx: &mut Ctx) {
         stat("reclaimed", s.reclaimed);
         stat("expired_unfetched", s.expired_unfetched);
         stat("evicted_unfetched", s.evicted_unfetched);
-        stat("evicted_active", s.evicted_active);
+        if maintainer {
+            stat("evicted_active", s.evicted_active);
+        }
         stat("crawler_reclaimed", s.crawler_reclaimed);
         stat("crawler_items_checked", s.crawler_items_checked);
         stat("lrutail_reflocked", 0);
+        if !maintainer {
+            continue;
+        }
         stat("moves_to_cold", s.moves_to_cold);
         stat("moves_to_warm", s.moves_to_warm);
         stat("moves_within_lru", s.moves_within_lru);
