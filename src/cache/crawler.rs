@@ -232,7 +232,7 @@ impl Cache {
             } else {
                 "no"
             };
-            let (cas, size) = (hdr.cas, cache.footprint(h));
+            let (cas, size) = (hdr.cas, cache.ntotal(h));
             out.extend_from_slice(b"key=");
             uriencode(cache.key(h), out);
             let _ = writeln!(

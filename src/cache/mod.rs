@@ -97,7 +97,8 @@ pub struct ClassStats {
     pub cas_hits: u64,
     pub cas_badval: u64,
     pub touch_hits: u64,
-    /// Bytes of items on the class's lists (memcached's `mem_requested`).
+    /// Bytes the class's items need (memcached's `mem_requested`); the
+    /// gap to the chunks they occupy is fragmentation.
     pub mem_requested: u64,
     /// Chunks of this class obtained only by evicting from another list
     /// (tails of split items): the class needs pages even though its own
@@ -195,6 +196,9 @@ pub struct Cache {
     pub crawler: Crawler,
     /// Items per 32-byte size bucket, when `stats sizes` is on.
     sizes: Option<std::collections::BTreeMap<u64, u64>>,
+    /// Items with a CAS up to this were stored before the histogram was
+    /// turned on and are not in it.
+    sizes_since_cas: u64,
     /// Relative second of the last once-a-second housekeeping.
     last_second: u32,
 }
@@ -224,6 +228,7 @@ impl Cache {
             ),
             crawler: Crawler::default(),
             sizes: cfg.track_sizes.then(std::collections::BTreeMap::new),
+            sizes_since_cas: 0,
             last_second: 0,
         }
     }
@@ -278,6 +283,24 @@ impl Cache {
         let flags = if hdr.flags != 0 { 4 } else { 0 };
         let ntotal = 48 + cas + u64::from(hdr.nkey) + 1 + flags + u64::from(hdr.nbytes);
         ntotal.div_ceil(32) * 32
+    }
+
+    /// `stats sizes_enable`: starts an empty histogram.  It tells items
+    /// stored before apart by their CAS, so it needs CAS.
+    pub fn enable_sizes(&mut self) -> Result<(), &'static str> {
+        if !self.use_cas {
+            return Err("cas_support_disabled");
+        }
+        if self.sizes.is_none() {
+            self.sizes = Some(std::collections::BTreeMap::new());
+            self.sizes_since_cas = self.last_cas;
+        }
+        Ok(())
+    }
+
+    /// `stats sizes_disable`.
+    pub fn disable_sizes(&mut self) {
+        self.sizes = None;
     }
 
     /// `stats sizes`: `(bucket size, items)`, or `None` when disabled.
@@ -380,6 +403,15 @@ impl Cache {
         }
     }
 
+    /// Bytes an item needs (header, key, segment table and owners, value):
+    /// memcached's `ITEM_ntotal`, for `mem_requested` and `metadump`.
+    fn ntotal(&self, h: u32) -> u64 {
+        let hdr = self.hdr(h);
+        let n = self.nseg(h);
+        let table = if n > 0 { 4 + 8 * n } else { 0 };
+        (HEADER + hdr.nkey as usize + table + hdr.nbytes as usize) as u64
+    }
+
     /// Memory an item occupies (for the `bytes` stat).
     fn footprint(&self, h: u32) -> u64 {
         let segs: usize = (0..self.nseg(h))
@@ -417,8 +449,9 @@ impl Cache {
         self.lru.unlink(&mut self.arena, class, h, bytes);
         self.stats.curr_items -= 1;
         self.stats.bytes -= bytes;
-        self.class_stats[class as usize].mem_requested -= bytes;
-        let bucket = self.sizes.is_some().then(|| self.size_bucket(h));
+        self.class_stats[class as usize].mem_requested -= self.ntotal(h);
+        let counted = self.sizes.is_some() && self.hdr(h).cas > self.sizes_since_cas;
+        let bucket = counted.then(|| self.size_bucket(h));
         if let (Some(b), Some(sizes)) = (bucket, &mut self.sizes) {
             if let Some(n) = sizes.get_mut(&b) {
                 *n -= 1;
@@ -450,7 +483,7 @@ impl Cache {
         self.stats.curr_items += 1;
         self.stats.total_items += 1;
         self.stats.bytes += bytes;
-        self.class_stats[class as usize].mem_requested += bytes;
+        self.class_stats[class as usize].mem_requested += self.ntotal(h);
         let bucket = self.sizes.is_some().then(|| self.size_bucket(h));
         if let (Some(b), Some(sizes)) = (bucket, &mut self.sizes) {
             *sizes.entry(b).or_insert(0) += 1;

@@ -78,8 +78,21 @@ pub(super) fn stats(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After 
             }
             out.line(b"END");
         }
+        b"sizes_enable" => match ctx.cache.enable_sizes() {
+            Ok(()) => Lines(out.text()).stat("sizes_status", "enabled"),
+            Err(why) => {
+                let mut l = Lines(out.text());
+                l.stat("sizes_status", "error");
+                l.stat("sizes_error", why);
+            }
+        },
+        b"sizes_disable" => {
+            ctx.cache.disable_sizes();
+            Lines(out.text()).stat("sizes_status", "disabled");
+        }
         _ => out.line(b"ERROR"),
     }
+    out.commit();
     After::Next
 }
 
