@@ -210,6 +210,20 @@ impl Arena {
         Some(h)
     }
 
+    /// A chunk of `class` from memory it already has (never a new page).
+    pub fn alloc_existing(&mut self, class: u8) -> Option<u32> {
+        let c = &mut self.classes[class as usize];
+        let h = if let Some(h) = c.free.pop() {
+            h
+        } else {
+            let (page, next) = c.fresh?;
+            c.fresh = (next + 1 < c.perslab).then_some((page, next + 1));
+            ((page + 1) << CHUNK_BITS) | next
+        };
+        c.used += 1;
+        Some(h)
+    }
+
     fn new_page(&mut self, class: u8) -> Option<u32> {
         if let Some(page) = self.pool.pop() {
             self.pages[page as usize].class = class;
@@ -245,22 +259,6 @@ impl Arena {
     /// Class owning page `page`.
     pub fn page_class(&self, page: u32) -> u8 {
         self.pages[page as usize].class
-    }
-
-    /// The page of `class` with the most free chunks.
-    pub fn emptiest_page(&self, class: u8) -> Option<u32> {
-        let c = &self.classes[class as usize];
-        let mut free: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        for &h in &c.free {
-            *free.entry((h >> CHUNK_BITS) - 1).or_insert(0) += 1;
-        }
-        if let Some((p, next)) = c.fresh {
-            *free.entry(p).or_insert(0) += c.perslab - next;
-        }
-        c.pages
-            .iter()
-            .copied()
-            .max_by_key(|p| free.get(p).copied().unwrap_or(0))
     }
 
     /// Starts emptying `page`: its free chunks leave the free list and

@@ -175,6 +175,24 @@ impl Index {
         false
     }
 
+    /// Puts `new` where `old` is in the chain of `hv`; `new` already holds a
+    /// copy of `old`'s header, so its `hnext` is right.
+    pub fn replace(&mut self, arena: &mut Arena, old: u32, new: u32, hv: u64) {
+        let mut cur = self.head(hv);
+        if cur == old {
+            *self.head_mut(hv) = new;
+            return;
+        }
+        while cur != NIL {
+            let next = arena.header::<ItemHeader>(cur).hnext;
+            if next == old {
+                arena.header_mut::<ItemHeader>(cur).hnext = new;
+                return;
+            }
+            cur = next;
+        }
+    }
+
     /// Moves up to `buckets` old buckets into the new table.
     pub fn migrate(&mut self, arena: &mut Arena, buckets: usize) {
         let mask = self.table.len() - 1;

@@ -144,6 +144,26 @@ impl Lru {
         self.link(arena, class, to, h, bytes);
     }
 
+    /// Puts `new` where `old` is on its list; `new` holds a copy of `old`'s
+    /// header, so its links and list tag are right.
+    pub fn replace(&mut self, arena: &mut Arena, class: u8, old: u32, new: u32) {
+        let (prev, next, seg) = {
+            let hdr = arena.header::<ItemHeader>(new);
+            (hdr.prev, hdr.next, Seg::of(hdr.iflags))
+        };
+        if prev != NIL {
+            arena.header_mut::<ItemHeader>(prev).next = new;
+        } else {
+            self.list_mut(class, seg).head = new;
+        }
+        if next != NIL {
+            arena.header_mut::<ItemHeader>(next).prev = new;
+        } else {
+            self.list_mut(class, seg).tail = new;
+        }
+        let _ = old;
+    }
+
     /// The item before `h` (towards the head).
     pub fn prev(&self, arena: &Arena, h: u32) -> u32 {
         arena.header::<ItemHeader>(h).prev

@@ -74,6 +74,8 @@ pub struct Rebalancer {
     samples: VecDeque<Vec<u64>>,
     moves_this_second: u32,
     pub slabs_moved: u64,
+    pub rescues: u64,
+    pub chunk_rescues: u64,
     pub evictions_nomem: u64,
     pub busy_items: u64,
 }
@@ -116,8 +118,9 @@ impl Cache {
         if src == 0 || pages.len() < 2 {
             return Reassign::NoSpare;
         }
-        // The page with the most free chunks costs the fewest evictions.
-        let page = self.arena.emptiest_page(src as u8).unwrap_or(pages[0]);
+        // The oldest page, as memcached: its items are rescued into free
+        // chunks of the class first, so the evicted ones are the oldest.
+        let page = pages[0];
         self.arena.start_drain(page);
         self.rebalance.job = Some(Move {
             page,
@@ -186,6 +189,9 @@ impl Cache {
                 continue;
             }
             if hdr.iflags & F_LINKED != 0 {
+                if self.rescue(item, h) {
+                    continue;
+                }
                 let hv = hash(self.key(item));
                 self.unlink(item, hv);
                 self.rebalance.evictions_nomem += 1;
@@ -221,6 +227,41 @@ impl Cache {
             self.arena.finish_drain();
             self.rebalance.job = None;
         }
+    }
+
+    /// Moves chunk `h` (the head of `item`, or one of its segments) into a
+    /// free chunk of its class elsewhere; false when there is none.
+    fn rescue(&mut self, item: u32, h: u32) -> bool {
+        let class = self.arena.class_of(h);
+        let Some(new) = self.arena.alloc_existing(class) else {
+            return false;
+        };
+        let size = self.arena.chunk_size(h);
+        self.arena.copy((h, 0), (new, 0), size);
+        if item == h {
+            let hv = hash(self.key(new));
+            let lru_class = self.lru_class(new);
+            self.index.replace(&mut self.arena, h, new, hv);
+            self.lru.replace(&mut self.arena, lru_class, h, new);
+            for i in 0..self.nseg(new) {
+                let seg = self.segment(new, i);
+                self.arena
+                    .bytes_mut(seg, 0, SEGMENT_OWNER)
+                    .copy_from_slice(&new.to_ne_bytes());
+            }
+            self.rebalance.rescues += 1;
+        } else {
+            let nkey = self.hdr(item).nkey as usize;
+            let i = (0..self.nseg(item))
+                .find(|&i| self.segment(item, i) == h)
+                .expect("segment of its owner");
+            self.arena
+                .bytes_mut(item, super::item::HEADER + nkey + 4 + 4 * i, 4)
+                .copy_from_slice(&new.to_ne_bytes());
+            self.rebalance.chunk_rescues += 1;
+        }
+        self.arena.free(h);
+        true
     }
 
     /// Called with the class an eviction just happened in.

@@ -223,8 +223,8 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("hash_bytes", index.bytes());
     l.stat("hash_is_expanding", u8::from(index.is_expanding()));
     let rb = &cache.rebalance;
-    l.stat("slab_reassign_rescues", 0);
-    l.stat("slab_reassign_chunk_rescues", 0);
+    l.stat("slab_reassign_rescues", rb.rescues);
+    l.stat("slab_reassign_chunk_rescues", rb.chunk_rescues);
     l.stat("slab_reassign_evictions_nomem", rb.evictions_nomem);
     l.stat("slab_reassign_inline_reclaim", 0);
     l.stat("slab_reassign_busy_items", rb.busy_items);
