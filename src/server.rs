@@ -117,6 +117,9 @@ pub struct Server {
     /// Connections that yielded with work left.
     pending: Vec<usize>,
     shutdown: Option<Shutdown>,
+    /// When accepting stopped for want of connection slots.
+    listen_disabled_since: Option<std::time::Instant>,
+    time_in_listen_disabled_us: u64,
     detail: PrefixStats,
     /// Relative time the server started (listeners' last "command").
     started: u32,
@@ -169,6 +172,8 @@ impl Server {
             cfg,
             pending: Vec::new(),
             shutdown: None,
+            listen_disabled_since: None,
+            time_in_listen_disabled_us: 0,
             detail,
             started: last_second,
             peak_conns: 0,
@@ -201,7 +206,8 @@ impl Server {
             curr_connections: (listeners + self.conns.len()).saturating_sub(1) as u64,
             connection_structures: (listeners + self.peak_conns) as u64,
             reserved_fds: self.reserved_fds() as u64,
-            accepting: true,
+            accepting: self.listen_disabled_since.is_none(),
+            time_in_listen_disabled_us: self.time_in_listen_disabled_us,
         }
     }
 
@@ -249,8 +255,26 @@ impl Server {
         Ok(())
     }
 
+    /// Whether the connection table is full under memcached's limit.
+    fn full(&self) -> bool {
+        let in_use = FIXED_FDS
+            + FDS_PER_THREAD * self.cfg.threads as usize
+            + self.listeners.len()
+            + self.conns.len();
+        in_use >= self.cfg.maxconns
+    }
+
     fn accept(&mut self, which: usize) {
         loop {
+            // Without maxconns_fast, memcached stops accepting while full and
+            // leaves new connections waiting in the backlog.
+            if !self.cfg.maxconns_fast && self.full() {
+                if self.listen_disabled_since.is_none() {
+                    self.listen_disabled_since = Some(std::time::Instant::now());
+                    self.counters.listen_disabled_num += 1;
+                }
+                return;
+            }
             let (mut stream, _) = match self.listeners[which].accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -262,11 +286,7 @@ impl Server {
                     return;
                 }
             };
-            let in_use = FIXED_FDS
-                + FDS_PER_THREAD * self.cfg.threads as usize
-                + self.listeners.len()
-                + self.conns.len();
-            if in_use >= self.cfg.maxconns {
+            if self.full() {
                 let _ = stream.write(b"ERROR Too many open connections\r\n");
                 self.counters.rejected_connections += 1;
                 continue;
@@ -365,6 +385,14 @@ impl Server {
         let _ = self.reactor.registry().deregister(&mut conn.stream);
         if self.cfg.verbose > 1 {
             eprintln!("<{} connection closed.", conn.fd);
+        }
+        // A freed slot lets waiting connections in (edge-triggered
+        // readiness will not announce them again).
+        if let Some(since) = self.listen_disabled_since.take() {
+            self.time_in_listen_disabled_us += since.elapsed().as_micros() as u64;
+            for l in 0..self.listeners.len() {
+                self.accept(l);
+            }
         }
     }
 

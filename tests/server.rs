@@ -353,3 +353,40 @@ fn connection_limit_rejects_with_memcached_message() {
     };
     assert_eq!(rejected, 30 - 7 - 4 * 4 - 1);
 }
+
+#[test]
+fn without_maxconns_fast_a_full_server_pauses_accepting() {
+    let srv = Server::start(&["-c", "30", "-o", "no_maxconns_fast"]);
+    // memcached's limit admits 30 - 7 - 4 * 4 - 1 clients.
+    let mut held: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut c = srv.connect();
+            assert_eq!(
+                roundtrip(&mut c, b"version\r\n", b"\r\n"),
+                b"VERSION 1.6.18\r\n"
+            );
+            c
+        })
+        .collect();
+    // The next client is left in the backlog: no reply, no rejection.
+    let mut waiting = srv.connect();
+    waiting.write_all(b"version\r\n").unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(waiting.read(&mut buf).is_err(), "served while full");
+    // A slot frees: the waiting client is taken in and answered.
+    drop(held.pop());
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(read_until(&mut waiting, b"\r\n"), b"VERSION 1.6.18\r\n");
+    let stats = roundtrip(&mut held[0], b"stats\r\n", b"END\r\n");
+    let stats = String::from_utf8(stats).unwrap();
+    // Paused when the seventh client came, and again once it filled the
+    // freed slot.
+    assert!(stats.contains("STAT listen_disabled_num 2\r\n"), "{stats}");
+    assert!(stats.contains("STAT accepting_conns 0\r\n"), "{stats}");
+    assert!(stats.contains("STAT rejected_connections 0\r\n"));
+}

@@ -100,6 +100,7 @@ pub struct ServerInfo {
     pub connection_structures: u64,
     pub reserved_fds: u64,
     pub accepting: bool,
+    pub time_in_listen_disabled_us: u64,
 }
 
 /// Everything a connection works with besides its own socket.

@@ -216,6 +216,10 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("limit_maxbytes", ctx.cfg.maxbytes);
     l.stat("accepting_conns", u8::from(ctx.server.accepting));
     l.stat("listen_disabled_num", c.listen_disabled_num);
+    l.stat(
+        "time_in_listen_disabled_us",
+        ctx.server.time_in_listen_disabled_us,
+    );
     l.stat("threads", ctx.cfg.threads);
     l.stat("conn_yields", c.conn_yields);
     let index = cache.index();
