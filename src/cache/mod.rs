@@ -412,7 +412,7 @@ impl Cache {
         (HEADER + hdr.nkey as usize + table + hdr.nbytes as usize) as u64
     }
 
-    /// Memory an item occupies (for the `bytes` stat).
+    /// Chunk bytes an item occupies (LRU list sizes).
     fn footprint(&self, h: u32) -> u64 {
         let segs: usize = (0..self.nseg(h))
             .map(|i| self.arena.chunk_size(self.segment(h, i)))
@@ -448,7 +448,7 @@ impl Cache {
         self.index.remove(&mut self.arena, h, hv);
         self.lru.unlink(&mut self.arena, class, h, bytes);
         self.stats.curr_items -= 1;
-        self.stats.bytes -= bytes;
+        self.stats.bytes -= self.ntotal(h);
         self.class_stats[class as usize].mem_requested -= self.ntotal(h);
         let counted = self.sizes.is_some() && self.hdr(h).cas > self.sizes_since_cas;
         let bucket = counted.then(|| self.size_bucket(h));
@@ -482,7 +482,7 @@ impl Cache {
         self.lru.link(&mut self.arena, class, seg, h, bytes);
         self.stats.curr_items += 1;
         self.stats.total_items += 1;
-        self.stats.bytes += bytes;
+        self.stats.bytes += self.ntotal(h);
         self.class_stats[class as usize].mem_requested += self.ntotal(h);
         let bucket = self.sizes.is_some().then(|| self.size_bucket(h));
         if let (Some(b), Some(sizes)) = (bucket, &mut self.sizes) {
@@ -1511,6 +1511,23 @@ mod tests {
         while !cache.dump_step(&mut t, &mut out, 1_000_000, 7) {}
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 250);
         assert!(out.starts_with(b"key=k1 exp=-1 la=1000100 cas="));
+    }
+
+    #[test]
+    fn bytes_and_mem_requested_count_item_bytes_not_chunks() {
+        let mut cache = Cache::new(&config(64 << 20));
+        cache.set_now(100);
+        put(&mut cache, b"a", b"1", 0, StoreMode::Set);
+        // 40-byte header, 1 key byte, "1\r\n".
+        assert_eq!(cache.stats.bytes, 44);
+        let class = Layout::plan(1, 3, &cache.arena).unwrap().head_class;
+        assert_eq!(cache.class_stats()[class as usize].mem_requested, 44);
+        // A split item also counts its segment table and owner.
+        put(&mut cache, b"0123456789", &[b'v'; 1002], 0, StoreMode::Set);
+        assert_eq!(Layout::plan(10, 1004, &cache.arena).unwrap().nseg, 1);
+        assert_eq!(cache.stats.bytes, 44 + 40 + 10 + 4 + 8 + 1004);
+        assert!(cache.delete(b"a"));
+        assert_eq!(cache.stats.bytes, 40 + 10 + 4 + 8 + 1004);
     }
 
     #[test]
