@@ -250,10 +250,14 @@ impl Arena {
         self.pool.len()
     }
 
-    /// Chunk handles of page `page`, in order.
-    pub fn page_chunks(&self, page: u32) -> impl Iterator<Item = u32> {
-        let per = self.classes[self.pages[page as usize].class as usize].perslab;
-        (0..per).map(move |i| ((page + 1) << CHUNK_BITS) | i)
+    /// Chunks of page `page` under its current class.
+    pub fn page_len(&self, page: u32) -> usize {
+        self.classes[self.pages[page as usize].class as usize].perslab as usize
+    }
+
+    /// Handle of chunk `index` of page `page`.
+    pub fn chunk_handle(page: u32, index: usize) -> u32 {
+        ((page + 1) << CHUNK_BITS) | index as u32
     }
 
     /// Class owning page `page`.

@@ -9,7 +9,7 @@
 
 use std::io::Write as _;
 
-use super::arena::MAX_CLASSES;
+use super::arena::{Arena, MAX_CLASSES};
 use super::index::hash;
 use super::item::{ItemHeader, F_FETCHED, F_LINKED, HEADER};
 use super::Cache;
@@ -142,26 +142,23 @@ impl Cache {
         let mut left = budget;
         while t.class < t.classes.len() {
             let class = t.classes[t.class];
-            let pages = self.arena.classes()[class as usize].pages.clone();
             let per = self.arena.classes()[class as usize].perslab as usize;
-            while t.page < pages.len() {
+            // Visiting an item may unlink it, but never moves pages.
+            while let Some(&page) = self.arena.classes()[class as usize].pages.get(t.page) {
+                let npages = self.arena.classes()[class as usize].pages.len();
                 while t.chunk < per {
                     if left == 0 {
                         return false;
                     }
                     left -= 1;
-                    let h = self
-                        .arena
-                        .page_chunks(pages[t.page])
-                        .nth(t.chunk)
-                        .expect("chunk");
+                    let h = Arena::chunk_handle(page, t.chunk);
                     t.chunk += 1;
                     if let Some(item) = self.head_at(h) {
                         visit(self, item, class);
                         t.seen_in_class += 1;
                         if t.tocrawl != 0 && t.seen_in_class >= t.tocrawl {
                             t.chunk = per;
-                            t.page = pages.len();
+                            t.page = npages;
                         }
                     }
                 }

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use super::arena::NIL;
+use super::arena::{Arena, NIL};
 use super::index::hash;
 use super::item::{F_LINKED, F_SEGMENTED, SEGMENT_OWNER};
 use super::lru::Seg;
@@ -175,9 +175,10 @@ impl Cache {
         let Some(mut job) = self.rebalance.job else {
             return;
         };
-        let chunks: Vec<u32> = self.arena.page_chunks(job.page).collect();
-        let end = (job.cursor + CHUNKS_PER_STEP).min(chunks.len());
-        for (i, &h) in chunks.iter().enumerate().take(end).skip(job.cursor) {
+        let len = self.arena.page_len(job.page);
+        let end = (job.cursor + CHUNKS_PER_STEP).min(len);
+        for i in job.cursor..end {
+            let h = Arena::chunk_handle(job.page, i);
             if self.arena.draining().is_some_and(|(_, free)| free[i]) {
                 continue;
             }
@@ -198,7 +199,7 @@ impl Cache {
             }
         }
         job.cursor = end;
-        if job.cursor < chunks.len() {
+        if job.cursor < len {
             self.rebalance.job = Some(job);
             return;
         }
