@@ -59,7 +59,6 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
             ctx.counters.cmd_touch += 1;
             let e = ctx.clock.realtime(exptime);
             if ctx.cache.touch(key, e) {
-                ctx.counters.touch_hits += 1;
                 reply(out, ctx.trace, "TOUCHED", noreply);
             } else {
                 ctx.counters.touch_misses += 1;
@@ -70,7 +69,6 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
         Command::Delete { key, noreply } => {
             ctx.detail.record_delete(key);
             if ctx.cache.delete(key) {
-                ctx.counters.delete_hits += 1;
                 reply(out, ctx.trace, "DELETED", noreply);
             } else {
                 ctx.counters.delete_misses += 1;
@@ -86,11 +84,6 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
         } => {
             match ctx.cache.arith(key, incr, delta) {
                 Arith::Value(v) => {
-                    if incr {
-                        ctx.counters.incr_hits += 1;
-                    } else {
-                        ctx.counters.decr_hits += 1;
-                    }
                     if !noreply {
                         push_u64(out.text(), v);
                         out.text().extend_from_slice(b"\r\n");
@@ -234,10 +227,7 @@ fn get(region: &[u8], cas: bool, touch: Option<i32>, out: &mut OutQueue, ctx: &m
         let hit = ctx.cache.get(key, new_exptime);
         ctx.detail.record_get(key, hit.is_some());
         match (&hit, touch.is_some()) {
-            (Some(_), true) => {
-                ctx.counters.cmd_touch += 1;
-                ctx.counters.touch_hits += 1;
-            }
+            (Some(_), true) => ctx.counters.cmd_touch += 1,
             (None, true) => {
                 ctx.counters.cmd_touch += 1;
                 ctx.counters.touch_misses += 1;
