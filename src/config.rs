@@ -14,6 +14,32 @@ pub const MEMCACHED_VERSION: &str = "1.6.18";
 /// This program's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Tunables of the segmented LRU (`-o`, `lru tune|mode|temp_ttl`).
+#[derive(Debug, Clone)]
+pub struct LruConfig {
+    pub segmented: bool,
+    pub hot_lru_pct: u32,
+    pub warm_lru_pct: u32,
+    pub hot_max_factor: f64,
+    pub warm_max_factor: f64,
+    pub temp_lru: bool,
+    pub temporary_ttl: u32,
+}
+
+impl Default for LruConfig {
+    fn default() -> Self {
+        LruConfig {
+            segmented: true,
+            hot_lru_pct: 20,
+            warm_lru_pct: 40,
+            hot_max_factor: 0.2,
+            warm_max_factor: 2.0,
+            temp_lru: false,
+            temporary_ttl: 61,
+        }
+    }
+}
+
 /// Settings for one server run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -53,13 +79,8 @@ pub struct Config {
     /// `-B`: memcached's name for the protocol choice.
     pub binding_protocol: &'static str,
     pub lru_maintainer: bool,
-    pub lru_segmented: bool,
-    pub hot_lru_pct: u32,
-    pub warm_lru_pct: u32,
-    pub hot_max_factor: f64,
-    pub warm_max_factor: f64,
-    pub temp_lru: bool,
-    pub temporary_ttl: u32,
+    /// Initial LRU tunables; the cache owns the live ones (`lru tune`).
+    pub lru: LruConfig,
     pub lru_crawler: bool,
     pub lru_crawler_sleep: u32,
     pub lru_crawler_tocrawl: u32,
@@ -108,13 +129,7 @@ impl Default for Config {
             detail_enabled: false,
             binding_protocol: "auto-negotiate",
             lru_maintainer: true,
-            lru_segmented: true,
-            hot_lru_pct: 20,
-            warm_lru_pct: 40,
-            hot_max_factor: 0.2,
-            warm_max_factor: 2.0,
-            temp_lru: false,
-            temporary_ttl: 61,
+            lru: LruConfig::default(),
             lru_crawler: true,
             lru_crawler_sleep: 100,
             lru_crawler_tocrawl: 0,
@@ -768,9 +783,9 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
                         return Err(refuse(format!("{key} must be > 1 and < 80")));
                     }
                     if key == "hot_lru_pct" {
-                        c.hot_lru_pct = v;
+                        c.lru.hot_lru_pct = v;
                     } else {
-                        c.warm_lru_pct = v;
+                        c.lru.warm_lru_pct = v;
                     }
                 }
                 "hot_max_factor" | "warm_max_factor" => {
@@ -779,14 +794,14 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
                         return Err(refuse(format!("{key} must be > 0")));
                     }
                     if key == "hot_max_factor" {
-                        c.hot_max_factor = v;
+                        c.lru.hot_max_factor = v;
                     } else {
-                        c.warm_max_factor = v;
+                        c.lru.warm_max_factor = v;
                     }
                 }
                 "temporary_ttl" => {
-                    c.temp_lru = true;
-                    c.temporary_ttl = atoi(&need(val)?).max(0) as u32;
+                    c.lru.temp_lru = true;
+                    c.lru.temporary_ttl = atoi(&need(val)?).max(0) as u32;
                 }
                 "lru_maintainer" => c.lru_maintainer = true,
                 "no_lru_maintainer" => c.lru_maintainer = false,
@@ -887,19 +902,19 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
             c.hashpower_init
         )));
     }
-    if c.hot_lru_pct + c.warm_lru_pct > 80 {
+    if c.lru.hot_lru_pct + c.lru.warm_lru_pct > 80 {
         return Err(inconsistent(
             "hot_lru_pct + warm_lru_pct cannot be more than 80% combined",
         ));
     }
-    if c.hot_max_factor <= 0.0 || c.warm_max_factor <= 0.0 {
+    if c.lru.hot_max_factor <= 0.0 || c.lru.warm_max_factor <= 0.0 {
         return Err(inconsistent(
             "hot_max_factor and warm_max_factor must be greater than 0",
         ));
     }
     // The segmented LRU needs the maintainer (here: the in-loop juggler).
     if !c.lru_maintainer {
-        c.lru_segmented = false;
+        c.lru.segmented = false;
     }
     // memcached's consistency checks, with its messages.
     if c.item_size_max < 1024 {

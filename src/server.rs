@@ -47,15 +47,7 @@ pub fn cache_config(cfg: &Config) -> CacheConfig {
             cfg.hashpower_init
         },
         hash_expand: cfg.hash_expand,
-        lru: crate::cache::LruConfig {
-            segmented: cfg.lru_segmented,
-            hot_lru_pct: cfg.hot_lru_pct,
-            warm_lru_pct: cfg.warm_lru_pct,
-            hot_max_factor: cfg.hot_max_factor,
-            warm_max_factor: cfg.warm_max_factor,
-            temp_lru: cfg.temp_lru,
-            temporary_ttl: cfg.temporary_ttl,
-        },
+        lru: cfg.lru.clone(),
         slab_reassign: cfg.slab_reassign,
         track_sizes: cfg.track_sizes,
         slab_automove: cfg.slab_automove,

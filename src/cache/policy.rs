@@ -19,6 +19,7 @@ use super::index::hash;
 use super::item::{F_ACTIVE, F_FETCHED};
 use super::lru::Seg;
 use super::{Cache, ITEM_UPDATE_INTERVAL};
+pub use crate::config::LruConfig;
 
 /// Items examined at a tail per pull, as memcached's `lru_pull_tail`.
 const TAIL_TRIES: usize = 5;
@@ -28,32 +29,6 @@ const ALLOC_PULLS: usize = 10;
 const JUGGLE_ON_LINK: usize = 2;
 /// Juggling steps per loop turn, over all classes.
 const JUGGLE_PER_TICK: usize = 500;
-
-/// Tunables of the segmented LRU (`-o`, `lru tune|mode|temp_ttl`).
-#[derive(Debug, Clone)]
-pub struct LruConfig {
-    pub segmented: bool,
-    pub hot_lru_pct: u32,
-    pub warm_lru_pct: u32,
-    pub hot_max_factor: f64,
-    pub warm_max_factor: f64,
-    pub temp_lru: bool,
-    pub temporary_ttl: u32,
-}
-
-impl Default for LruConfig {
-    fn default() -> Self {
-        LruConfig {
-            segmented: true,
-            hot_lru_pct: 20,
-            warm_lru_pct: 40,
-            hot_max_factor: 0.2,
-            warm_max_factor: 2.0,
-            temp_lru: false,
-            temporary_ttl: 61,
-        }
-    }
-}
 
 /// What a tail pull did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,19 +43,13 @@ pub(super) fn slabs(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
         let noreply = last_is_noreply(t);
         if t.get(2) == b"ratio" {
             match strtod(t.get(3)).filter(|_| n >= 4) {
-                Some(r) => {
-                    ctx.cache.rebalance.ratio = r;
-                    ctx.cfg.slab_automove_ratio = r;
-                }
+                Some(r) => ctx.cache.rebalance.ratio = r,
                 None => return reply(out, "ERROR", noreply),
             }
         } else {
             match strtoul(t.get(2)) {
                 None => return reply(out, "CLIENT_ERROR bad command line format", noreply),
-                Some(level @ 0..=2) => {
-                    ctx.cache.rebalance.automove = level;
-                    ctx.cfg.slab_automove = level;
-                }
+                Some(level @ 0..=2) => ctx.cache.rebalance.automove = level,
                 Some(_) => return reply(out, "ERROR", noreply),
             }
         }

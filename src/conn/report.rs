@@ -318,10 +318,10 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
     let yes = |b: bool| if b { "yes" } else { "no" };
     let lru = &ctx.cache.lru_cfg;
     l.stat("slab_reassign", yes(cfg.slab_reassign));
-    l.stat("slab_automove", cfg.slab_automove);
+    l.stat("slab_automove", ctx.cache.rebalance.automove);
     l.stat(
         "slab_automove_ratio",
-        format!("{:.2}", cfg.slab_automove_ratio),
+        format!("{:.2}", ctx.cache.rebalance.ratio),
     );
     l.stat("slab_automove_window", cfg.slab_automove_window);
     l.stat(
