@@ -78,6 +78,16 @@ pub struct Config {
     pub detail_enabled: bool,
     /// `-B`: memcached's name for the protocol choice.
     pub binding_protocol: &'static str,
+    /// `-U`: UDP port (0: off).
+    pub udp_port: u16,
+    /// `-s`: listen on this unix socket instead of TCP and UDP.
+    pub unix_socket: Option<String>,
+    /// `-a`: permission mask of the unix socket.
+    pub unix_mask: u32,
+    /// `-S`: SASL authentication (binary protocol only).
+    pub sasl: bool,
+    /// `-Y`: ASCII authentication against this password file.
+    pub auth_file: Option<String>,
     pub lru_maintainer: bool,
     /// Initial LRU tunables; the cache owns the live ones (`lru tune`).
     pub lru: LruConfig,
@@ -128,6 +138,11 @@ impl Default for Config {
             prefix_delimiter: b':',
             detail_enabled: false,
             binding_protocol: "auto-negotiate",
+            udp_port: 0,
+            unix_socket: None,
+            unix_mask: 0o700,
+            sasl: false,
+            auth_file: None,
             lru_maintainer: true,
             lru: LruConfig::default(),
             lru_crawler: true,
@@ -253,13 +268,13 @@ const OPTION_HELP: &[(&str, &str, Option<&str>, &str)] = &[
         "s",
         "unix-socket",
         Some("file"),
-        "UNIX socket to listen on (not yet supported)",
+        "UNIX socket to listen on (disables network support)",
     ),
     (
         "a",
         "unix-mask",
         Some("mask"),
-        "access mask for UNIX socket, in octal",
+        "access mask for UNIX socket, in octal (default: 700)",
     ),
     (
         "A",
@@ -368,7 +383,7 @@ const OPTION_HELP: &[(&str, &str, Option<&str>, &str)] = &[
         "S",
         "enable-sasl",
         None,
-        "turn on Sasl authentication (not yet supported)",
+        "turn on Sasl authentication",
     ),
     ("F", "disable-flush-all", None, "disable flush_all command"),
     (
@@ -387,7 +402,7 @@ const OPTION_HELP: &[(&str, &str, Option<&str>, &str)] = &[
         "Y",
         "auth-file",
         Some("file"),
-        "(EXPERIMENTAL) enable ASCII protocol authentication (not yet supported)",
+        "(EXPERIMENTAL) enable ASCII protocol authentication. format:\n                          user:pass\\nuser2:pass2\\n",
     ),
     (
         "e",
@@ -421,13 +436,13 @@ fn options() -> Options {
     o.optmulti(
         "s",
         "unix-socket",
-        "UNIX socket to listen on (not yet supported)",
+        "UNIX socket to listen on (disables network support)",
         "<file>",
     );
     o.optmulti(
         "a",
         "unix-mask",
-        "access mask for UNIX socket, in octal",
+        "access mask for UNIX socket, in octal (default: 700)",
         "<mask>",
     );
     o.optflag("A", "enable-shutdown", "enable ascii \"shutdown\" command");
@@ -531,11 +546,7 @@ fn options() -> Options {
         "adjusts max item size (default: 1m, min: 1k, max: 1024m)",
         "<num>",
     );
-    o.optflag(
-        "S",
-        "enable-sasl",
-        "turn on Sasl authentication (not yet supported)",
-    );
+    o.optflag("S", "enable-sasl", "turn on Sasl authentication");
     o.optflag("F", "disable-flush-all", "disable flush_all command");
     o.optflag(
         "X",
@@ -550,7 +561,7 @@ fn options() -> Options {
     o.optmulti(
         "Y",
         "auth-file",
-        "(EXPERIMENTAL) enable ASCII protocol authentication (not yet supported)",
+        "(EXPERIMENTAL) enable ASCII protocol authentication. format:\n                          user:pass\\nuser2:pass2\\n",
         "<file>",
     );
     o.optmulti(
@@ -635,11 +646,7 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
         return Ok(Parsed::Print(license()));
     }
     for (flag, what) in [
-        ("s", "-s (unix sockets)"),
-        ("a", "-a (unix socket mask)"),
         ("L", "-L (large pages)"),
-        ("S", "-S (SASL)"),
-        ("Y", "-Y (ASCII authentication)"),
         ("e", "-e (memory file)"),
         ("Z", "-Z (TLS)"),
         ("N", "-N (NAPI ids)"),
@@ -657,12 +664,21 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
         c.port = u16::try_from(p).map_err(|_| refuse(format!("rmemcached: invalid port {p}")))?;
     }
     if let Some(u) = num("U") {
-        if u != 0 {
-            return Err(refuse(
-                "rmemcached: -U (UDP) is not supported yet; use -U 0",
-            ));
-        }
+        c.udp_port =
+            u16::try_from(u).map_err(|_| refuse(format!("rmemcached: invalid UDP port {u}")))?;
     }
+    c.unix_socket = last("s");
+    if let Some(a) = last("a") {
+        // memcached reads the mask with strtol(optarg, NULL, 8).
+        let digits: String = a
+            .trim_start()
+            .chars()
+            .take_while(|c| ('0'..='7').contains(c))
+            .collect();
+        c.unix_mask = u32::from_str_radix(&digits, 8).unwrap_or(0);
+    }
+    c.sasl = m.opt_present("S");
+    c.auth_file = last("Y");
     for l in m.opt_strs("l") {
         c.listen
             .extend(l.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
@@ -718,13 +734,35 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
     match last("B").as_deref() {
         None | Some("auto") => {}
         Some("ascii") => c.binding_protocol = "ascii",
-        Some("binary") => {
-            return Err(refuse("rmemcached: -B binary is not supported yet"));
-        }
+        Some("binary") => c.binding_protocol = "binary",
         Some(other) => {
             return Err(refuse(format!(
                 "Invalid value for binding protocol: {other}\n -- should be one of auto, binary, or ascii"
             )))
+        }
+    }
+    let protocol_specified = m.opt_present("B");
+    if c.sasl {
+        if !protocol_specified {
+            c.binding_protocol = "binary";
+        } else if c.binding_protocol != "binary" {
+            return Err(inconsistent(
+                "ERROR: You cannot allow the ASCII protocol while using SASL.",
+            ));
+        }
+        if c.udp_port != 0 {
+            return Err(inconsistent(
+                "ERROR: Cannot enable UDP while using binary SASL authentication.",
+            ));
+        }
+    }
+    if c.auth_file.is_some() {
+        if !protocol_specified {
+            c.binding_protocol = "ascii";
+        } else if c.binding_protocol != "ascii" {
+            return Err(inconsistent(
+                "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.",
+            ));
         }
     }
     if let Some(i) = last("I") {
@@ -1007,8 +1045,9 @@ mod tests {
         for args in [
             &["-j"][..],
             &["--no-such-option"],
-            &["-S"],
-            &["-U", "11211"],
+            &["-S", "-B", "ascii"],
+            &["-S", "-U", "11211"],
+            &["-Y", "/tmp/f", "-B", "binary"],
             &["-o", "bogus_opt"],
             &["-I", "512"],
             &["-f", "1"],

@@ -8,6 +8,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;

@@ -83,12 +83,7 @@ fn main() -> ExitCode {
 
     let listeners = match server::bind(&cfg) {
         Ok(l) => l,
-        Err(e) => {
-            return fail(
-                EX_OSERR,
-                &format!("failed to listen on TCP port {}: {e}", cfg.port),
-            )
-        }
+        Err(e) => return fail(EX_OSERR, &e),
     };
 
     let pidfile = cfg.pidfile.clone();
@@ -100,6 +95,7 @@ fn main() -> ExitCode {
 
     let verbose = cfg.verbose;
     let daemonized = cfg.daemonize;
+    let unix_socket = cfg.unix_socket.clone();
     let result = server::Server::new(cfg, listeners).and_then(|mut s| s.run(&sys::stop_requested));
 
     let graceful = matches!(result, Ok(Some(rmemcached::conn::Shutdown::Graceful)));
@@ -115,6 +111,9 @@ fn main() -> ExitCode {
                 eprintln!("Could not remove the pid file {path}: {e}");
             }
         }
+    }
+    if let Some(path) = &unix_socket {
+        let _ = std::fs::remove_file(path);
     }
     match result {
         Ok(_) => ExitCode::SUCCESS,

@@ -16,11 +16,25 @@ use crate::cache::{arena::chunk_sizes, Cache, CacheConfig};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::conn::{Conn, ConnLine, Ctx, Next, ServerInfo, Shutdown};
-use crate::reactor::{Interest, Reactor, Token};
+use crate::reactor::stream::{Datagram, Listener, Stream};
+use crate::reactor::{Reactor, Token};
 use crate::stats::{Counters, PrefixStats};
 
 /// Tokens at and above this name listeners.
 const LISTENER_BASE: usize = usize::MAX / 2;
+/// Tokens at and above this name UDP sockets.
+const UDP_BASE: usize = LISTENER_BASE + LISTENER_BASE / 2;
+/// memcached's UDP datagram limit, its 8-byte frame header included.
+const UDP_MAX_PAYLOAD: usize = 1400;
+const UDP_HEADER: usize = 8;
+/// Datagrams served per socket per loop turn before others get a turn.
+const UDP_BATCH: usize = 64;
+
+/// A UDP socket and the connection that serves its datagrams.
+struct Udp {
+    sock: mio::net::UdpSocket,
+    conn: Conn,
+}
 /// memcached reserves five descriptors per worker thread (`reserved_fds`).
 const RESERVED_FDS_PER_THREAD: usize = 5;
 /// memcached's limit is on descriptor numbers: standard streams, its event
@@ -71,27 +85,59 @@ fn resolve(entry: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok((entry, port).to_socket_addrs()?.collect())
 }
 
-/// Binds every listener the configuration names (all interfaces, IPv4
-/// and IPv6, when there is no `-l`).
-pub fn bind(cfg: &Config) -> io::Result<Vec<std::net::TcpListener>> {
-    let mut out = Vec::new();
-    if cfg.listen.is_empty() {
-        out.push(crate::sys::listen_tcp(
-            SocketAddr::from(([0, 0, 0, 0], cfg.port)),
-            cfg.backlog,
-        )?);
-        // No IPv6 on the host is not an error, as with memcached.
-        if let Ok(l) = crate::sys::listen_tcp(SocketAddr::from(([0u16; 8], cfg.port)), cfg.backlog)
-        {
-            out.push(l);
-        }
+/// Sockets bound before the server starts (and before privileges drop).
+#[derive(Debug, Default)]
+pub struct Bound {
+    pub tcp: Vec<std::net::TcpListener>,
+    pub unix: Option<std::os::unix::net::UnixListener>,
+    pub udp: Vec<std::net::UdpSocket>,
+}
+
+/// Binds every listener the configuration names: the unix socket alone
+/// with `-s` (memcached then serves neither TCP nor UDP), else TCP on
+/// every `-l` address (all interfaces, IPv4 and IPv6, without `-l`) and
+/// UDP on the same addresses when `-U` is set.
+pub fn bind(cfg: &Config) -> Result<Bound, String> {
+    let mut out = Bound::default();
+    if let Some(path) = &cfg.unix_socket {
+        let l = crate::sys::listen_unix(path, cfg.unix_mask, cfg.backlog)
+            .map_err(|e| format!("failed to listen on UNIX socket: {path}: {e}"))?;
+        out.unix = Some(l);
         return Ok(out);
     }
-    for entry in &cfg.listen {
-        for addr in resolve(entry, cfg.port)? {
-            out.push(crate::sys::listen_tcp(addr, cfg.backlog).map_err(|e| {
-                io::Error::new(e.kind(), format!("failed to listen on {addr}: {e}"))
-            })?);
+    let mut addrs = Vec::new();
+    let mut optional_v6 = None;
+    if cfg.listen.is_empty() {
+        addrs.push(SocketAddr::from(([0, 0, 0, 0], cfg.port)));
+        optional_v6 = Some(SocketAddr::from(([0u16; 8], cfg.port)));
+    } else {
+        for entry in &cfg.listen {
+            addrs.extend(
+                resolve(entry, cfg.port)
+                    .map_err(|e| format!("failed to listen on TCP port {}: {e}", cfg.port))?,
+            );
+        }
+    }
+    for addr in &addrs {
+        out.tcp.push(
+            crate::sys::listen_tcp(*addr, cfg.backlog)
+                .map_err(|e| format!("failed to listen on TCP port {}: {e}", cfg.port))?,
+        );
+    }
+    // No IPv6 on the host is not an error, as with memcached.
+    let v6 = optional_v6.and_then(|a| crate::sys::listen_tcp(a, cfg.backlog).ok().map(|l| (a, l)));
+    if let Some((a, l)) = v6 {
+        out.tcp.push(l);
+        addrs.push(a);
+    }
+    if cfg.udp_port != 0 {
+        for addr in &addrs {
+            let a = SocketAddr::new(addr.ip(), cfg.udp_port);
+            let sock = std::net::UdpSocket::bind(a)
+                .map_err(|e| format!("failed to listen on UDP port {}: {e}", cfg.udp_port))?;
+            sock.set_nonblocking(true)
+                .map_err(|e| format!("failed to listen on UDP port {}: {e}", cfg.udp_port))?;
+            out.udp.push(sock);
         }
     }
     Ok(out)
@@ -100,7 +146,9 @@ pub fn bind(cfg: &Config) -> io::Result<Vec<std::net::TcpListener>> {
 /// The event loop and everything it owns.
 pub struct Server {
     reactor: Reactor,
-    listeners: Vec<mio::net::TcpListener>,
+    listeners: Vec<Listener>,
+    /// UDP sockets (`-U`), each served by its own datagram connection.
+    udp: Vec<Udp>,
     conns: Slab<Conn>,
     cache: Cache,
     counters: Counters,
@@ -117,11 +165,13 @@ pub struct Server {
     started: u32,
     peak_conns: usize,
     last_second: u32,
+    /// The protocol new connections start with (`-B`).
+    protocol: crate::conn::Protocol,
 }
 
 impl Server {
     /// A server over already bound listeners.
-    pub fn new(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<Server> {
+    pub fn new(cfg: Config, bound: Bound) -> io::Result<Server> {
         let reactor = Reactor::new(1024)?;
         let mut cache = Cache::new(&cache_config(&cfg));
         cache.crawler.auto = cfg.lru_crawler && cfg.lru_maintainer;
@@ -134,17 +184,36 @@ impl Server {
             }
         }
         let mut ls = Vec::new();
-        for (i, l) in listeners.into_iter().enumerate() {
-            if cfg.verbose > 1 {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
-                eprintln!("<{fd} server listening ({})", cfg.binding_protocol);
-            }
+        for l in bound.tcp {
             l.set_nonblocking(true)?;
-            let mut l = mio::net::TcpListener::from_std(l);
+            ls.push(Listener::Tcp(mio::net::TcpListener::from_std(l)));
+        }
+        if let Some(l) = bound.unix {
+            l.set_nonblocking(true)?;
+            ls.push(Listener::Unix(mio::net::UnixListener::from_std(l)));
+        }
+        for (i, l) in ls.iter_mut().enumerate() {
+            if cfg.verbose > 1 {
+                eprintln!("<{} server listening ({})", l.fd(), cfg.binding_protocol);
+            }
+            l.register(reactor.registry(), Token(LISTENER_BASE + i))?;
+        }
+        let mut udp = Vec::new();
+        for (i, sock) in bound.udp.into_iter().enumerate() {
+            let mut sock = mio::net::UdpSocket::from_std(sock);
             reactor
                 .registry()
-                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
-            ls.push(l);
+                .register(&mut sock, Token(UDP_BASE + i), mio::Interest::READABLE)?;
+            if cfg.verbose > 1 {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+                eprintln!("<{fd} server listening (udp)");
+            }
+            let conn = Conn::new(
+                Stream::Datagram(Datagram::default()),
+                0,
+                crate::conn::Protocol::Ascii,
+            );
+            udp.push(Udp { sock, conn });
         }
         // memcached counts its listening connections as connections too.
         let counters = Counters {
@@ -154,9 +223,15 @@ impl Server {
         let clock = Clock::new();
         let last_second = clock.now();
         let detail = PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled);
+        let protocol = match cfg.binding_protocol {
+            "ascii" => crate::conn::Protocol::Ascii,
+            "binary" => crate::conn::Protocol::Binary,
+            _ => crate::conn::Protocol::Negotiating,
+        };
         Ok(Server {
             reactor,
             listeners: ls,
+            udp,
             conns: Slab::new(),
             cache,
             counters,
@@ -170,6 +245,7 @@ impl Server {
             started: last_second,
             peak_conns: 0,
             last_second,
+            protocol,
         })
     }
 
@@ -177,7 +253,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(Listener::tcp_addr)
             .collect()
     }
 
@@ -233,14 +309,18 @@ impl Server {
         let events = self.reactor.wait(timeout)?;
         for ev in events {
             let t = ev.token.0;
-            if t >= LISTENER_BASE {
+            if t >= UDP_BASE {
+                self.serve_udp(t - UDP_BASE);
+            } else if t >= LISTENER_BASE {
                 self.accept(t - LISTENER_BASE);
             } else if self.conns.contains(t) {
                 self.drive(t);
             }
         }
         for t in std::mem::take(&mut self.pending) {
-            if self.conns.contains(t) {
+            if t >= UDP_BASE {
+                self.serve_udp(t - UDP_BASE);
+            } else if self.conns.contains(t) {
                 self.drive(t);
             }
         }
@@ -267,7 +347,7 @@ impl Server {
                 }
                 return;
             }
-            let (mut stream, _) = match self.listeners[which].accept() {
+            let mut stream = match self.listeners[which].accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -283,22 +363,15 @@ impl Server {
                 self.counters.rejected_connections += 1;
                 continue;
             }
-            let _ = stream.set_nodelay(true);
             let entry = self.conns.vacant_entry();
             let token = entry.key();
-            if self
-                .reactor
-                .registry()
-                .register(
-                    &mut stream,
-                    Token(token),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
+            if stream
+                .register(self.reactor.registry(), Token(token))
                 .is_err()
             {
                 continue;
             }
-            let conn = entry.insert(Conn::new(stream, self.clock.now()));
+            let conn = entry.insert(Conn::new(stream, self.clock.now(), self.protocol));
             if self.cfg.verbose > 1 {
                 eprintln!("<{} new auto-negotiating client connection", conn.fd);
             }
@@ -337,22 +410,14 @@ impl Server {
 
     /// `stats conns` over the listeners and every connection.
     fn stats_conns(&self, asking: usize) -> Vec<u8> {
-        fn text(a: Option<SocketAddr>) -> String {
-            match a {
-                Some(SocketAddr::V4(a)) => format!("tcp:{}:{}", a.ip(), a.port()),
-                Some(SocketAddr::V6(a)) => format!("tcp6:[{}]:{}", a.ip(), a.port()),
-                None => "<closed>".to_owned(),
-            }
-        }
         let now = self.clock.now();
         let mut lines: Vec<ConnLine> = self
             .listeners
             .iter()
             .map(|l| {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(l);
                 (
-                    fd,
-                    text(l.local_addr().ok()),
+                    l.fd(),
+                    l.local_text(),
                     None,
                     "conn_listening",
                     now - self.started,
@@ -360,10 +425,11 @@ impl Server {
             })
             .collect();
         for (t, c) in &self.conns {
+            let (peer, local) = c.stream.addrs();
             lines.push((
                 c.fd,
-                text(c.stream.peer_addr().ok()),
-                Some(text(c.stream.local_addr().ok())),
+                peer,
+                local,
                 c.state_name(t == asking),
                 now.saturating_sub(c.last_cmd_time),
             ));
@@ -374,7 +440,7 @@ impl Server {
     fn close(&mut self, token: usize) {
         let mut conn = self.conns.remove(token);
         conn.release(&mut self.cache);
-        let _ = self.reactor.registry().deregister(&mut conn.stream);
+        conn.stream.deregister(self.reactor.registry());
         if self.cfg.verbose > 1 {
             eprintln!("<{} connection closed.", conn.fd);
         }
@@ -404,6 +470,84 @@ impl Server {
         for t in idle {
             self.counters.idle_kicks += 1;
             self.close(t);
+        }
+    }
+}
+
+impl Server {
+    /// Serves datagrams until the socket is drained (or a batch is done:
+    /// then the socket goes on the pending list).
+    fn serve_udp(&mut self, which: usize) {
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..UDP_BATCH {
+            let (n, peer) = match self.udp[which].sock.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            self.counters.bytes_read += n as u64;
+            // memcached ignores datagrams without a payload and requests
+            // spanning several datagrams.
+            if n <= UDP_HEADER || buf[4] != 0 || buf[5] != 1 {
+                continue;
+            }
+            let request_id = [buf[0], buf[1]];
+            let reply = self.run_datagram(which, &buf[UDP_HEADER..n]);
+            self.send_udp(which, peer, request_id, &reply);
+        }
+        self.pending.push(UDP_BASE + which);
+    }
+
+    /// Runs the commands of one datagram; returns the reply bytes.
+    fn run_datagram(&mut self, which: usize, payload: &[u8]) -> Vec<u8> {
+        let info = self.info();
+        let udp = &mut self.udp[which];
+        if let Stream::Datagram(d) = &mut udp.conn.stream {
+            d.input.clear();
+            d.input.extend_from_slice(payload);
+            d.pos = 0;
+            d.output.clear();
+        }
+        let mut ctx = Ctx {
+            cache: &mut self.cache,
+            counters: &mut self.counters,
+            clock: &self.clock,
+            cfg: &mut self.cfg,
+            server: &info,
+            shutdown: &mut self.shutdown,
+            detail: &mut self.detail,
+            trace: None,
+        };
+        // A datagram stream never blocks on output and ends with its
+        // payload: drive until the commands in it are done.
+        while udp.conn.drive(&mut ctx) == Next::Yield {}
+        udp.conn.end_datagram(ctx.cache);
+        match &mut udp.conn.stream {
+            Stream::Datagram(d) => std::mem::take(&mut d.output),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Sends `reply` in datagrams of memcached's size, each framed with the
+    /// request id, its sequence number and the total count.
+    fn send_udp(&mut self, which: usize, peer: SocketAddr, request_id: [u8; 2], reply: &[u8]) {
+        if reply.is_empty() {
+            return;
+        }
+        let per = UDP_MAX_PAYLOAD - UDP_HEADER;
+        let total = reply.len().div_ceil(per);
+        let mut dgram = Vec::with_capacity(UDP_MAX_PAYLOAD);
+        for (seq, part) in reply.chunks(per).enumerate() {
+            dgram.clear();
+            dgram.extend_from_slice(&request_id);
+            dgram.extend_from_slice(&(seq as u16).to_be_bytes());
+            dgram.extend_from_slice(&(total as u16).to_be_bytes());
+            dgram.extend_from_slice(&[0, 0]);
+            dgram.extend_from_slice(part);
+            // A full socket buffer drops the reply, as UDP may.
+            if let Ok(n) = self.udp[which].sock.send_to(&dgram, peer) {
+                self.counters.bytes_written += n as u64;
+            }
         }
     }
 }

@@ -136,6 +136,34 @@ pub fn listen_tcp(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpLis
 }
 
 /// Whether the process runs with root privileges.
+/// Binds a unix stream socket at `path` with permissions `mask`, as
+/// memcached does: a stale socket file is removed first, and the process
+/// umask is narrowed around bind(2) so the file is created with `mask`.
+pub fn listen_unix(
+    path: &str,
+    mask: u32,
+    backlog: i32,
+) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    // SAFETY: umask(2) only swaps the process mask; start-up is single
+    // threaded, and the old mask is restored right after bind.
+    let old = unsafe { libc::umask(!(mask & 0o777) as libc::mode_t) };
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain listen(2) on the socket bound above, to set memcached's
+    // backlog (std's bind listens with its own).
+    check(unsafe { libc::listen(listener.as_raw_fd(), backlog) })?;
+    Ok(listener)
+}
+
 pub fn is_root() -> bool {
     // SAFETY: getuid/geteuid cannot fail.
     unsafe { libc::getuid() == 0 || libc::geteuid() == 0 }

@@ -161,8 +161,18 @@ pub enum Stored {
 pub enum Arith {
     Value(u64),
     NotFound,
+    /// A CAS was given and the item's differs.
+    Exists,
     NonNumeric,
     OutOfMemory,
+}
+
+/// Outcome of a delete with a CAS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    NotFound,
+    Exists,
 }
 
 /// What a reply needs to know about an item.
@@ -566,15 +576,33 @@ impl Cache {
 
     /// `delete`: whether the key was there.
     pub fn delete(&mut self, key: &[u8]) -> bool {
+        self.delete_cas(key, 0) == Deleted::Deleted
+    }
+
+    /// `delete` with a CAS (0: any) that must match the item's.
+    pub fn delete_cas(&mut self, key: &[u8], cas: u64) -> Deleted {
         let hv = hash(key);
         let h = self.lookup(key, hv);
         if h == NIL {
-            return false;
+            return Deleted::NotFound;
+        }
+        if cas != 0 && cas != self.hdr(h).cas {
+            return Deleted::Exists;
         }
         let class = self.lru_class(h);
         self.class_stats[class as usize].delete_hits += 1;
         self.unlink(h, hv);
-        true
+        Deleted::Deleted
+    }
+
+    /// The CAS of the item the last successful store or arith linked (0
+    /// with `-C`).
+    pub fn last_cas(&self) -> u64 {
+        if self.use_cas {
+            self.last_cas
+        } else {
+            0
+        }
     }
 
     /// Gives back a reference; frees the item if it was the last one and
@@ -867,11 +895,15 @@ impl Cache {
     }
 
     /// `incr`/`decr` with memcached's parsing, wrap and floor.
-    pub fn arith(&mut self, key: &[u8], incr: bool, delta: u64) -> Arith {
+    /// `cas_in` (0: none) must match the item's CAS.
+    pub fn arith(&mut self, key: &[u8], incr: bool, delta: u64, cas_in: u64) -> Arith {
         let hv = hash(key);
         let h = self.lookup(key, hv);
         if h == NIL {
             return Arith::NotFound;
+        }
+        if cas_in != 0 && cas_in != self.hdr(h).cas {
+            return Arith::Exists;
         }
         let (nbytes, refcount) = {
             let hdr = self.hdr(h);
@@ -1156,7 +1188,7 @@ mod tests {
                 }
                 4 => assert_eq!(cache.delete(&key), model.remove(&key).is_some()),
                 5 => {
-                    let r = cache.arith(&key, true, 7);
+                    let r = cache.arith(&key, true, 7, 0);
                     match model.get_mut(&key) {
                         None => assert_eq!(r, Arith::NotFound),
                         Some(v) => match crate::numbers::strtoull(&[&v[..], b"\r\n"].concat()) {

@@ -5,7 +5,7 @@
 //! protocol.  Counters are bumped where memcached bumps them.
 
 use super::out::OutQueue;
-use super::{Ctx, PendingStore};
+use super::{Ctx, PendingStore, StoreReply};
 use crate::cache::{AllocError, Arith, StoreMode, Stored};
 use crate::config::MEMCACHED_VERSION;
 use crate::numbers::push_u64;
@@ -82,7 +82,7 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
             incr,
             noreply,
         } => {
-            match ctx.cache.arith(key, incr, delta) {
+            match ctx.cache.arith(key, incr, delta, 0) {
                 Arith::Value(v) => {
                     if !noreply {
                         push_u64(out.text(), v);
@@ -90,7 +90,7 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
                         out.commit();
                     }
                 }
-                Arith::NotFound => {
+                Arith::NotFound | Arith::Exists => {
                     if incr {
                         ctx.counters.incr_misses += 1;
                     } else {
@@ -285,10 +285,10 @@ fn store(s: StoreCmd<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
         Ok(item) => After::Read(PendingStore {
             item,
             got: 0,
-            nbytes,
+            wire: nbytes,
             mode,
             cas: s.cas,
-            noreply: s.noreply,
+            reply: StoreReply::Text { noreply: s.noreply },
         }),
         Err(e) => {
             if e == AllocError::TooLarge {
@@ -318,12 +318,12 @@ fn store(s: StoreCmd<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
 }
 
 /// Finishes a storage command once its value is in the item.
-pub(super) fn complete_store(p: PendingStore, out: &mut OutQueue, ctx: &mut Ctx) {
+pub(super) fn complete_store(p: PendingStore, noreply: bool, out: &mut OutQueue, ctx: &mut Ctx) {
     ctx.counters.cmd_set += 1;
     ctx.cache.count_set(&p.item);
     if !ctx.cache.ends_with_crlf(&p.item) {
         ctx.cache.release(p.item);
-        reply(out, ctx.trace, "CLIENT_ERROR bad data chunk", p.noreply);
+        reply(out, ctx.trace, "CLIENT_ERROR bad data chunk", noreply);
         return;
     }
     let text = match ctx.cache.store(p.item, p.mode, p.cas) {
@@ -332,5 +332,5 @@ pub(super) fn complete_store(p: PendingStore, out: &mut OutQueue, ctx: &mut Ctx)
         Stored::Exists => "EXISTS",
         Stored::NotFound => "NOT_FOUND",
     };
-    reply(out, ctx.trace, text, p.noreply);
+    reply(out, ctx.trace, text, noreply);
 }

@@ -19,19 +19,20 @@
 //! the others had their turn.
 
 mod admin;
+mod binary;
 mod commands;
 pub mod out;
 mod report;
 
 pub use report::{conns as conns_report, ConnLine};
 
-use mio::net::TcpStream;
-
 use crate::cache::{Cache, ItemRef};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::proto::binary as bin_proto;
 use crate::proto::text::{self, Parsed};
 use crate::reactor::io::{read, ReadResult};
+use crate::reactor::stream::Stream;
 use crate::stats::Counters;
 use out::{Flush, OutQueue};
 
@@ -62,12 +63,36 @@ enum State {
 /// A storage command waiting for its value bytes.
 struct PendingStore {
     item: ItemRef,
-    /// Value bytes received so far (of `nbytes`, the `\r\n` included).
+    /// Value bytes received so far (of `wire`).
     got: usize,
-    nbytes: usize,
+    /// Bytes that come from the client: the text protocol sends the
+    /// `\r\n`, the binary protocol does not.
+    wire: usize,
     mode: crate::cache::StoreMode,
     cas: u64,
-    noreply: bool,
+    reply: StoreReply,
+}
+
+/// How a finished store answers.
+enum StoreReply {
+    Text { noreply: bool },
+    Binary(binary::BinTarget),
+}
+
+/// The protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Chosen by the first byte received (`-B auto`).
+    Negotiating,
+    Ascii,
+    Binary,
+}
+
+/// What one parse-and-execute step of `NewCommand` came to.
+enum Step {
+    NeedMore,
+    Close,
+    Ran(commands::After, usize),
 }
 
 /// What the server should do with a connection after driving it.
@@ -120,7 +145,7 @@ pub struct Ctx<'a> {
 
 /// One client connection.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// The socket's descriptor, as `stats conns` and `-vv` name it.
     pub fd: i32,
     state: State,
@@ -133,12 +158,14 @@ pub struct Conn {
     pub last_cmd_time: u32,
     /// Whether the protocol was chosen (on the first bytes received).
     negotiated: bool,
+    protocol: Protocol,
+    bin: binary::BinState,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, now: u32) -> Conn {
+    pub fn new(stream: Stream, now: u32, protocol: Protocol) -> Conn {
         Conn {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
+            fd: stream.fd(),
             stream,
             state: State::NewCommand,
             rbuf: Vec::new(),
@@ -148,6 +175,8 @@ impl Conn {
             close_after_write: false,
             last_cmd_time: now,
             negotiated: false,
+            protocol,
+            bin: binary::BinState::default(),
         }
     }
 
@@ -180,6 +209,16 @@ impl Conn {
             State::Dump(_) => "conn_watch",
             State::Closing => "conn_closing",
         }
+    }
+
+    /// Forgets what a datagram left unfinished: UDP requests must fit one
+    /// datagram, so a partial command or value is dropped.
+    pub fn end_datagram(&mut self, cache: &mut Cache) {
+        self.release(cache);
+        self.state = State::NewCommand;
+        self.rstart = 0;
+        self.rend = 0;
+        self.close_after_write = false;
     }
 
     /// Whether the connection is parked between commands with nothing
@@ -250,13 +289,62 @@ impl Conn {
                     }
                     if !self.negotiated && self.rend > self.rstart {
                         self.negotiated = true;
+                        if self.protocol == Protocol::Negotiating {
+                            self.protocol = if self.rbuf[self.rstart] == bin_proto::REQUEST_MAGIC {
+                                Protocol::Binary
+                            } else {
+                                Protocol::Ascii
+                            };
+                        }
                         if let Some(fd) = ctx.trace {
-                            eprintln!("{fd}: Client using the ascii protocol");
+                            let name = if self.protocol == Protocol::Binary {
+                                "binary"
+                            } else {
+                                "ascii"
+                            };
+                            eprintln!("{fd}: Client using the {name} protocol");
                         }
                     }
                     let buf = &self.rbuf[self.rstart..self.rend];
-                    match text::parse(buf) {
-                        Parsed::NeedMore => {
+                    let step = if self.protocol == Protocol::Binary {
+                        match bin_proto::parse(buf) {
+                            bin_proto::Parsed::NeedMore => Step::NeedMore,
+                            bin_proto::Parsed::BadMagic => Step::Close,
+                            bin_proto::Parsed::Request(r) => {
+                                let extra = binary::body_to_buffer(&r, ctx.cfg.sasl);
+                                if buf.len() < r.used + extra {
+                                    Step::NeedMore
+                                } else {
+                                    let body = &buf[r.used..r.used + extra];
+                                    let next = binary::execute(
+                                        &r,
+                                        body,
+                                        &mut self.bin,
+                                        &mut self.out,
+                                        ctx,
+                                    );
+                                    Step::Ran(next, r.used + extra)
+                                }
+                            }
+                        }
+                    } else {
+                        match text::parse(buf) {
+                            Parsed::NeedMore => Step::NeedMore,
+                            Parsed::Close => Step::Close,
+                            Parsed::Line(cmd, used) => {
+                                if let Some(fd) = ctx.trace {
+                                    let raw = &buf[..used];
+                                    let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+                                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                                    let line = line.split(|&b| b == 0).next().unwrap_or(line);
+                                    eprintln!("<{fd} {}", String::from_utf8_lossy(line));
+                                }
+                                Step::Ran(commands::execute(cmd, &mut self.out, ctx), used)
+                            }
+                        }
+                    };
+                    match step {
+                        Step::NeedMore => {
                             match self.flush(ctx) {
                                 Flush::Done => {}
                                 Flush::Blocked => return Next::Wait,
@@ -268,18 +356,10 @@ impl Conn {
                                 ReadResult::Eof | ReadResult::Error => return Next::Close,
                             }
                         }
-                        Parsed::Close => return Next::Close,
-                        Parsed::Line(cmd, used) => {
+                        Step::Close => return Next::Close,
+                        Step::Ran(next, used) => {
                             budget -= 1;
                             self.last_cmd_time = ctx.clock.now();
-                            if let Some(fd) = ctx.trace {
-                                let raw = &self.rbuf[self.rstart..self.rstart + used];
-                                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-                                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                                let line = line.split(|&b| b == 0).next().unwrap_or(line);
-                                eprintln!("<{fd} {}", String::from_utf8_lossy(line));
-                            }
-                            let next = commands::execute(cmd, &mut self.out, ctx);
                             self.rstart += used;
                             if self.rstart == self.rend {
                                 self.rstart = 0;
@@ -303,20 +383,27 @@ impl Conn {
 
                 State::ReadValue(p) => {
                     // Bytes already buffered go into the item first...
-                    while p.got < p.nbytes && self.rend > self.rstart {
+                    while p.got < p.wire && self.rend > self.rstart {
                         let dst = ctx.cache.value_mut(&p.item, p.got);
                         let n = dst.len().min(self.rend - self.rstart);
                         dst[..n].copy_from_slice(&self.rbuf[self.rstart..self.rstart + n]);
                         self.rstart += n;
                         p.got += n;
                     }
-                    if p.got == p.nbytes {
+                    if p.got == p.wire {
                         let State::ReadValue(p) =
                             std::mem::replace(&mut self.state, State::NewCommand)
                         else {
                             unreachable!()
                         };
-                        commands::complete_store(p, &mut self.out, ctx);
+                        match p.reply {
+                            StoreReply::Text { noreply } => {
+                                commands::complete_store(p, noreply, &mut self.out, ctx)
+                            }
+                            StoreReply::Binary(t) => {
+                                binary::complete_store(p, &t, &mut self.out, ctx)
+                            }
+                        }
                         continue;
                     }
                     // ...the rest is read from the socket straight into it.

@@ -37,6 +37,13 @@ fn rusage() -> (String, String) {
     (fmt(tick(11)), fmt(tick(12)))
 }
 
+/// `stats reset`.
+pub(super) fn reset(ctx: &mut Ctx) {
+    ctx.counters.reset();
+    ctx.cache.reset_stats();
+    ctx.detail.clear();
+}
+
 /// Answers `stats [group]`, as memcached's `process_stat` dispatches it.
 pub(super) fn stats(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
     if t.len() == 1 {
@@ -45,9 +52,7 @@ pub(super) fn stats(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After 
     }
     match t.get(1) {
         b"reset" => {
-            ctx.counters.reset();
-            ctx.cache.reset_stats();
-            ctx.detail.clear();
+            reset(ctx);
             out.line(b"RESET");
         }
         b"detail" => match t.get(2) {
@@ -161,7 +166,7 @@ pub fn conns(mut lines: Vec<ConnLine>) -> Vec<u8> {
     out
 }
 
-fn general(out: &mut OutQueue, ctx: &mut Ctx) {
+pub(super) fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     let (user, system) = rusage();
     let now = ctx.clock.now();
     let c = &*ctx.counters;
@@ -270,13 +275,13 @@ fn general(out: &mut OutQueue, ctx: &mut Ctx) {
     out.line(b"END");
 }
 
-fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
+pub(super) fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
     let cfg = &*ctx.cfg;
     let mut l = Lines(out.text());
     l.stat("maxbytes", cfg.maxbytes);
     l.stat("maxconns", cfg.maxconns);
     l.stat("tcpport", cfg.port);
-    l.stat("udpport", 0);
+    l.stat("udpport", cfg.udp_port);
     l.stat(
         "inter",
         if cfg.listen.is_empty() {
@@ -288,8 +293,11 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("verbosity", cfg.verbose);
     l.stat("oldest", 0);
     l.stat("evictions", if cfg.evict_to_free { "on" } else { "off" });
-    l.stat("domain_socket", "NULL");
-    l.stat("umask", 700);
+    l.stat(
+        "domain_socket",
+        cfg.unix_socket.as_deref().unwrap_or("NULL"),
+    );
+    l.stat("umask", format_args!("{:o}", cfg.unix_mask));
     l.stat(
         "shutdown_command",
         if cfg.shutdown_enabled { "yes" } else { "no" },
@@ -307,8 +315,11 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("cas_enabled", if cfg.use_cas { "yes" } else { "no" });
     l.stat("tcp_backlog", cfg.backlog);
     l.stat("binding_protocol", cfg.binding_protocol);
-    l.stat("auth_enabled_sasl", "no");
-    l.stat("auth_enabled_ascii", "no");
+    l.stat("auth_enabled_sasl", if cfg.sasl { "yes" } else { "no" });
+    l.stat(
+        "auth_enabled_ascii",
+        cfg.auth_file.as_deref().unwrap_or("no"),
+    );
     l.stat("item_size_max", cfg.item_size_max);
     l.stat(
         "maxconns_fast",
@@ -349,7 +360,7 @@ fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
     out.line(b"END");
 }
 
-fn slabs(out: &mut OutQueue, ctx: &mut Ctx) {
+pub(super) fn slabs(out: &mut OutQueue, ctx: &mut Ctx) {
     let cache = &*ctx.cache;
     let arena = cache.arena();
     let mut l = Lines(out.text());
@@ -384,7 +395,7 @@ fn slabs(out: &mut OutQueue, ctx: &mut Ctx) {
     out.line(b"END");
 }
 
-fn items(out: &mut OutQueue, ctx: &mut Ctx) {
+pub(super) fn items(out: &mut OutQueue, ctx: &mut Ctx) {
     let cache = &*ctx.cache;
     let segmented = cache.lru_cfg.segmented;
     let temp = cache.lru_cfg.temp_lru;

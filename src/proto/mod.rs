@@ -3,4 +3,5 @@
 //! `text` parses memcached's ASCII request lines into commands that borrow
 //! from the read buffer (numbers through `crate::numbers`).  Nothing in this module knows about sockets or storage.
 
+pub mod binary;
 pub mod text;

@@ -14,6 +14,7 @@
 //! them is outstanding, and items written from stay pinned until sent.
 
 pub mod io;
+pub mod stream;
 
 use std::time::Duration;
 

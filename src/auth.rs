@@ -1,0 +1,66 @@
+//! Password files: SASL PLAIN (`-S`, file named by `MEMCACHED_SASL_PWDB`)
+//! and ASCII authentication (`-Y <file>`), both `user:password` lines.
+
+/// Users and passwords of a password file.
+#[derive(Debug, Clone, Default)]
+pub struct Passwords {
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Passwords {
+    /// Parses `user:password` lines; lines without a colon are skipped.
+    pub fn parse(text: &[u8]) -> Passwords {
+        let entries = text
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter_map(|l| {
+                let colon = memchr::memchr(b':', l)?;
+                Some((l[..colon].to_vec(), l[colon + 1..].to_vec()))
+            })
+            .collect();
+        Passwords { entries }
+    }
+
+    pub fn load(path: &str) -> std::io::Result<Passwords> {
+        Ok(Passwords::parse(&std::fs::read(path)?))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether `user` has password `pass`.
+    pub fn check(&self, user: &[u8], pass: &[u8]) -> bool {
+        self.entries.iter().any(|(u, p)| u == user && p == pass)
+    }
+}
+
+/// Checks a SASL PLAIN message (`authzid NUL authcid NUL password`)
+/// against the file `MEMCACHED_SASL_PWDB` names, read afresh so that edits
+/// take effect without a restart.
+pub fn check_plain(data: &[u8]) -> bool {
+    let mut parts = data.split(|&b| b == 0);
+    let (Some(_authzid), Some(user), Some(pass), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(path) = std::env::var("MEMCACHED_SASL_PWDB") else {
+        return false;
+    };
+    Passwords::load(&path).is_ok_and(|p| p.check(user, pass))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_user_password_lines() {
+        let p = Passwords::parse(b"alice:s3cret\r\nbob:pa:ss\nnocolon\n");
+        assert!(p.check(b"alice", b"s3cret"));
+        assert!(p.check(b"bob", b"pa:ss"));
+        assert!(!p.check(b"alice", b"wrong"));
+        assert!(!p.check(b"nocolon", b""));
+    }
+}
