@@ -38,6 +38,10 @@ pub const F_SEGMENTED: u8 = 2;
 pub const F_FETCHED: u8 = 4;
 /// Item was read since it last passed an LRU tail (second chance).
 pub const F_ACTIVE: u8 = 8;
+/// Meta: a client won the right to recache this item (`W` was sent).
+pub const F_TOKEN_SENT: u8 = 64;
+/// Meta: invalidated by `md ... I`; served with `X` until replaced.
+pub const F_STALE: u8 = 128;
 
 /// The fixed part of every item; see the module diagram.
 #[repr(C)]

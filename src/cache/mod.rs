@@ -22,7 +22,9 @@ use arena::{Arena, NIL};
 use crawler::Crawler;
 pub use crawler::{CrawlStart, CrawlTarget};
 use index::{hash, Index};
-use item::{ItemHeader, Layout, F_LINKED, F_SEGMENTED, HEADER, SEGMENT_OWNER};
+use item::{
+    ItemHeader, Layout, F_LINKED, F_SEGMENTED, F_STALE, F_TOKEN_SENT, HEADER, SEGMENT_OWNER,
+};
 use lru::{Lru, Seg};
 pub use policy::LruConfig;
 pub use rebalance::Reassign;
@@ -145,6 +147,9 @@ pub enum StoreMode {
     Append,
     Prepend,
     Cas,
+    /// `ms` with `C` and `I`: as `Cas`, but a CAS older than the stored
+    /// one still stores, marked stale, keeping the old TTL.
+    CasStale,
 }
 
 /// Outcome of a store, as memcached names it.
@@ -183,6 +188,12 @@ pub struct ItemView<'a> {
     /// Value length without the trailing `\r\n`.
     pub len: usize,
     pub cas: u64,
+    /// Absolute expiry (0: never), on the server's relative clock.
+    pub exptime: u32,
+    /// Last access, on the server's relative clock.
+    pub time: u32,
+    /// `item::F_*` bits.
+    pub iflags: u8,
 }
 
 /// The whole store.
@@ -563,6 +574,72 @@ impl Cache {
         Some(ItemRef(h))
     }
 
+    /// Looks `key` up and pins it without bumping or counting (meta
+    /// commands read the access state first and bump afterwards).
+    pub fn peek(&mut self, key: &[u8]) -> Option<ItemRef> {
+        let hv = hash(key);
+        let h = self.lookup(key, hv);
+        if h == NIL {
+            return None;
+        }
+        self.hdr_mut(h).refcount += 1;
+        Some(ItemRef(h))
+    }
+
+    /// The bump a read does (fetched, then active), for [`Cache::peek`]ed items.
+    pub fn bump_item(&mut self, it: &ItemRef) {
+        self.bump(it.0);
+    }
+
+    /// Counts a hit in the item's class, as a read or as a touch.
+    pub fn count_hit(&mut self, it: &ItemRef, touch: bool) {
+        let h = it.0;
+        let class = self.lru_class(h);
+        let seg = Seg::of(self.hdr(h).iflags);
+        let stats = &mut self.class_stats[class as usize];
+        if touch {
+            stats.touch_hits += 1;
+        } else {
+            match seg {
+                Seg::Hot => stats.hits_to_hot += 1,
+                Seg::Warm => stats.hits_to_warm += 1,
+                Seg::Cold => stats.hits_to_cold += 1,
+                Seg::Temp => stats.hits_to_temp += 1,
+            }
+        }
+    }
+
+    /// The slab class of the item's head chunk.
+    pub fn class_of(&self, it: &ItemRef) -> u8 {
+        self.lru_class(it.0)
+    }
+
+    /// The item's size as `stats`/`me` count it.
+    pub fn ntotal_of(&self, it: &ItemRef) -> u64 {
+        self.ntotal(it.0)
+    }
+
+    pub fn set_exptime(&mut self, it: &ItemRef, exptime: u32) {
+        self.hdr_mut(it.0).exptime = exptime;
+    }
+
+    /// Sets or clears meta bits (`item::F_STALE`, `item::F_TOKEN_SENT`).
+    pub fn set_iflag(&mut self, it: &ItemRef, flag: u8, on: bool) {
+        let hdr = self.hdr_mut(it.0);
+        if on {
+            hdr.iflags |= flag;
+        } else {
+            hdr.iflags &= !flag;
+        }
+    }
+
+    /// Gives the item a new CAS (`md ... I`).
+    pub fn renew_cas(&mut self, it: &ItemRef) {
+        self.last_cas += u64::from(self.use_cas);
+        let cas = if self.use_cas { self.last_cas } else { 0 };
+        self.hdr_mut(it.0).cas = cas;
+    }
+
     /// `touch`: sets a new exptime; whether the key was there.
     pub fn touch(&mut self, key: &[u8], exptime: u32) -> bool {
         match self.get(key, Some(exptime)) {
@@ -774,6 +851,9 @@ impl Cache {
             flags: hdr.flags,
             len: hdr.nbytes as usize - 2,
             cas: hdr.cas,
+            exptime: hdr.exptime,
+            time: hdr.time,
+            iflags: hdr.iflags,
         }
     }
 
@@ -822,7 +902,26 @@ impl Cache {
                     self.replace(old, h, hv);
                     Stored::Stored
                 }
-                StoreMode::Cas => {
+                StoreMode::CasStale if cas_match => {
+                    let c = self.lru_class(old);
+                    self.class_stats[c as usize].cas_hits += 1;
+                    self.replace(old, h, hv);
+                    Stored::Stored
+                }
+                StoreMode::CasStale if it_cas < old_cas => {
+                    let (exptime, sent) = {
+                        let o = self.hdr(old);
+                        (o.exptime, o.iflags & F_TOKEN_SENT)
+                    };
+                    let hdr = self.hdr_mut(h);
+                    hdr.exptime = exptime;
+                    hdr.iflags |= F_STALE | sent;
+                    let c = self.lru_class(old);
+                    self.class_stats[c as usize].cas_hits += 1;
+                    self.replace(old, h, hv);
+                    Stored::Stored
+                }
+                StoreMode::Cas | StoreMode::CasStale => {
                     let c = self.lru_class(old);
                     self.class_stats[c as usize].cas_badval += 1;
                     Stored::Exists
@@ -840,7 +939,7 @@ impl Cache {
                     self.link(h, hv);
                     Stored::Stored
                 }
-                StoreMode::Cas => {
+                StoreMode::Cas | StoreMode::CasStale => {
                     self.stats.cas_misses += 1;
                     Stored::NotFound
                 }

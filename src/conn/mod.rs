@@ -21,6 +21,7 @@
 mod admin;
 mod binary;
 mod commands;
+mod meta;
 pub mod out;
 mod report;
 
@@ -77,6 +78,7 @@ struct PendingStore {
 enum StoreReply {
     Text { noreply: bool },
     Binary(binary::BinTarget),
+    Meta(Box<meta::MetaStore>),
 }
 
 /// The protocol a connection speaks.
@@ -391,18 +393,21 @@ impl Conn {
                         p.got += n;
                     }
                     if p.got == p.wire {
-                        let State::ReadValue(p) =
+                        let State::ReadValue(mut p) =
                             std::mem::replace(&mut self.state, State::NewCommand)
                         else {
                             unreachable!()
                         };
-                        match p.reply {
+                        let reply =
+                            std::mem::replace(&mut p.reply, StoreReply::Text { noreply: false });
+                        match reply {
                             StoreReply::Text { noreply } => {
                                 commands::complete_store(p, noreply, &mut self.out, ctx)
                             }
                             StoreReply::Binary(t) => {
                                 binary::complete_store(p, &t, &mut self.out, ctx)
                             }
+                            StoreReply::Meta(m) => meta::complete_store(p, &m, &mut self.out, ctx),
                         }
                         continue;
                     }

@@ -4,4 +4,5 @@
 //! from the read buffer (numbers through `crate::numbers`).  Nothing in this module knows about sockets or storage.
 
 pub mod binary;
+pub mod meta;
 pub mod text;

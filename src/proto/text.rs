@@ -98,6 +98,8 @@ pub enum Command<'a> {
     Slabs(Box<Tokens<'a>>),
     Lru(Box<Tokens<'a>>),
     LruCrawler(Box<Tokens<'a>>),
+    /// A meta command (`mg ms md ma mn me`).
+    Meta(Box<Tokens<'a>>),
     CacheMemlimit {
         megabytes: Option<u32>,
         noreply: bool,
@@ -229,7 +231,10 @@ pub fn parse_line(line: &[u8]) -> Command<'_> {
     }
     let verb = t.get(0);
     match verb[0] {
-        b'm' if verb.len() == 2 => reply(ERROR, false),
+        b'm' if verb.len() == 2 => match verb[1] {
+            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => Command::Meta(Box::new(t)),
+            _ => reply(ERROR, false),
+        },
         b'g' => {
             if n < 2 {
                 return reply(ERROR, false);
