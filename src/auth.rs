@@ -10,9 +10,7 @@ pub struct Passwords {
 impl Passwords {
     /// Parses `user:password` lines; lines without a colon are skipped.
     pub fn parse(text: &[u8]) -> Passwords {
-        let entries = text
-            .split(|&b| b == b'\n')
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        let entries = lines(text)
             .filter_map(|l| {
                 let colon = memchr::memchr(b':', l)?;
                 Some((l[..colon].to_vec(), l[colon + 1..].to_vec()))
@@ -25,6 +23,23 @@ impl Passwords {
         Ok(Passwords::parse(&std::fs::read(path)?))
     }
 
+    /// Loads `-Y`'s file as memcached does at start-up: a line without a
+    /// colon makes the whole file malformed.
+    pub fn load_strict(path: &str) -> Result<Passwords, String> {
+        let text = std::fs::read(path).map_err(|e| {
+            // strerror's text, as memcached prints it (twice).
+            let e = e.to_string();
+            let e = e.split(" (os error").next().unwrap_or_default();
+            format!("Could not open authfile [{path}] for reading, error {e}: {e}")
+        })?;
+        if lines(&text).any(|l| memchr::memchr(b':', l).is_none()) {
+            return Err(format!(
+                "Authfile [{path}] has a malformed entry. Should be 'user:password'"
+            ));
+        }
+        Ok(Passwords::parse(&text))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -33,6 +48,13 @@ impl Passwords {
     pub fn check(&self, user: &[u8], pass: &[u8]) -> bool {
         self.entries.iter().any(|(u, p)| u == user && p == pass)
     }
+}
+
+/// Non-empty lines, without their line endings.
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
 }
 
 /// Checks a SASL PLAIN message (`authzid NUL authcid NUL password`)

@@ -88,6 +88,8 @@ pub struct Config {
     pub sasl: bool,
     /// `-Y`: ASCII authentication against this password file.
     pub auth_file: Option<String>,
+    /// The users of `auth_file`, loaded at start-up.
+    pub auth: Option<crate::auth::Passwords>,
     pub lru_maintainer: bool,
     /// Initial LRU tunables; the cache owns the live ones (`lru tune`).
     pub lru: LruConfig,
@@ -143,6 +145,7 @@ impl Default for Config {
             unix_mask: 0o700,
             sasl: false,
             auth_file: None,
+            auth: None,
             lru_maintainer: true,
             lru: LruConfig::default(),
             lru_crawler: true,

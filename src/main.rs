@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let mut argv = std::env::args();
     let prog = argv.next().unwrap_or_else(|| "rmemcached".to_owned());
     let args: Vec<String> = argv.collect();
-    let cfg = match config::parse(&prog, &args) {
+    let mut cfg = match config::parse(&prog, &args) {
         Ok(Parsed::Run(cfg)) => *cfg,
         Ok(Parsed::Print(text)) => {
             print!("{text}");
@@ -27,6 +27,12 @@ fn main() -> ExitCode {
         Err(config::Refused(msg, code)) => return fail(code as u8, &msg),
     };
 
+    if let Some(path) = &cfg.auth_file {
+        match rmemcached::auth::Passwords::load_strict(path) {
+            Ok(p) => cfg.auth = Some(p),
+            Err(e) => return fail(1, &e),
+        }
+    }
     if cfg.coredumps {
         if let Err(e) = sys::enable_coredumps() {
             eprintln!("failed to ensure corefile creation: {e}");

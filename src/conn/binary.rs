@@ -18,7 +18,7 @@ use crate::proto::binary::{
 /// What the binary side of a connection remembers between requests.
 #[derive(Debug, Default)]
 pub struct BinState {
-    /// SASL: authenticated on this connection.
+    /// Authenticated on this connection (SASL, or ASCII auth with `-Y`).
     pub authenticated: bool,
 }
 

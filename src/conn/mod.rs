@@ -329,6 +329,27 @@ impl Conn {
                                 }
                             }
                         }
+                    } else if ctx.cfg.auth.is_some() && !self.bin.authenticated {
+                        match text::parse_auth(buf) {
+                            text::AuthParsed::NeedMore => Step::NeedMore,
+                            text::AuthParsed::Close => Step::Close,
+                            text::AuthParsed::Refused(msg, used) => {
+                                self.out.line(msg.as_bytes());
+                                Step::Ran(commands::After::Next, used)
+                            }
+                            text::AuthParsed::Login { user, pass, used } => {
+                                ctx.counters.auth_cmds += 1;
+                                let ok = ctx.cfg.auth.as_ref().is_some_and(|a| a.check(user, pass));
+                                if ok {
+                                    self.bin.authenticated = true;
+                                    self.out.line(b"STORED");
+                                } else {
+                                    ctx.counters.auth_errors += 1;
+                                    self.out.line(b"CLIENT_ERROR authentication failure");
+                                }
+                                Step::Ran(commands::After::Next, used)
+                            }
+                        }
                     } else {
                         match text::parse(buf) {
                             Parsed::NeedMore => Step::NeedMore,

@@ -203,6 +203,67 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     Parsed::Line(parse_line(line), nl + 1)
 }
 
+/// What an unauthenticated connection sent (ASCII authentication, `-Y`).
+#[derive(Debug, PartialEq)]
+pub enum AuthParsed<'a> {
+    NeedMore,
+    /// Over 2048 bytes without a newline: memcached closes.
+    Close,
+    /// A refusal and the bytes it consumed.
+    Refused(&'static str, usize),
+    /// `set <any> <any> <any> <n>` and `user pass` in its data block.
+    Login {
+        user: &'a [u8],
+        pass: &'a [u8],
+        used: usize,
+    },
+}
+
+/// Parses memcached's ASCII login: a `set` line whose data is
+/// `user pass`; anything else is refused line by line.
+pub fn parse_auth(buf: &[u8]) -> AuthParsed<'_> {
+    if buf.len() < 2 {
+        return AuthParsed::NeedMore;
+    }
+    let Some(nl) = memchr::memchr(b'\n', buf) else {
+        return if buf.len() > MAX_LINE_WITHOUT_NEWLINE {
+            AuthParsed::Close
+        } else {
+            AuthParsed::NeedMore
+        };
+    };
+    let line = &buf[..nl];
+    let line = line.split(|&b| b == 0).next().unwrap_or(line);
+    let t = tokenize(line);
+    // memcached leaves the `\r` on the last token; strtoul stops at it.
+    let size = t.get(4);
+    let size = size.strip_suffix(b"\r").unwrap_or(size);
+    let size = match strtoul(size) {
+        Some(n) if t.len() >= 5 && t.get(0) == b"set" => n as usize,
+        _ => return AuthParsed::Refused("CLIENT_ERROR unauthenticated", nl + 1),
+    };
+    let data_start = nl + 1;
+    let used = data_start + size + 2;
+    if buf.len() < used {
+        return AuthParsed::NeedMore;
+    }
+    let data = &buf[data_start..used];
+    if !data.ends_with(b"\r\n") {
+        return AuthParsed::Refused("CLIENT_ERROR bad command line termination", used);
+    }
+    let payload = &data[..size];
+    let payload = payload.split(|&b| b == 0).next().unwrap_or(payload);
+    let p = tokenize(payload);
+    if p.len() < 2 {
+        return AuthParsed::Refused("CLIENT_ERROR bad authentication token format", used);
+    }
+    AuthParsed::Login {
+        user: p.get(0),
+        pass: p.get(1),
+        used,
+    }
+}
+
 /// Only multi-gets may exceed the line limit; memcached lets up to 100
 /// leading spaces precede them.
 fn is_large_get(buf: &[u8]) -> bool {
@@ -444,6 +505,33 @@ fn flush_all<'a>(t: &Tokens<'a>) -> Command<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_login() {
+        assert_eq!(parse_auth(b"s"), AuthParsed::NeedMore);
+        assert_eq!(
+            parse_auth(b"get a\r\n"),
+            AuthParsed::Refused("CLIENT_ERROR unauthenticated", 7)
+        );
+        assert_eq!(parse_auth(b"set a 0 0 9\r\nalice"), AuthParsed::NeedMore);
+        assert_eq!(
+            parse_auth(b"set a 0 0 9\r\nalice pw\r\nget"),
+            AuthParsed::Login {
+                user: b"alice",
+                pass: b"pw",
+                used: 24
+            }
+        );
+        assert_eq!(
+            parse_auth(b"set a 0 0 5\r\nalice\r\n"),
+            AuthParsed::Refused("CLIENT_ERROR bad authentication token format", 20)
+        );
+        assert_eq!(
+            parse_auth(b"set a 0 0 2\r\nabcd"),
+            AuthParsed::Refused("CLIENT_ERROR bad command line termination", 17)
+        );
+        assert_eq!(parse_auth(&[b'x'; 3000]), AuthParsed::Close);
+    }
 
     fn line(s: &[u8]) -> Command<'_> {
         match parse(s) {
