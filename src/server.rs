@@ -198,6 +198,11 @@ impl Server {
             }
             l.register(reactor.registry(), Token(LISTENER_BASE + i))?;
         }
+        let protocol = match cfg.binding_protocol {
+            "ascii" => crate::conn::Protocol::Ascii,
+            "binary" => crate::conn::Protocol::Binary,
+            _ => crate::conn::Protocol::Negotiating,
+        };
         let mut udp = Vec::new();
         for (i, sock) in bound.udp.into_iter().enumerate() {
             let mut sock = mio::net::UdpSocket::from_std(sock);
@@ -223,11 +228,6 @@ impl Server {
         let clock = Clock::new();
         let last_second = clock.now();
         let detail = PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled);
-        let protocol = match cfg.binding_protocol {
-            "ascii" => crate::conn::Protocol::Ascii,
-            "binary" => crate::conn::Protocol::Binary,
-            _ => crate::conn::Protocol::Negotiating,
-        };
         Ok(Server {
             reactor,
             listeners: ls,

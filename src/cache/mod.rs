@@ -609,14 +609,19 @@ impl Cache {
         }
     }
 
-    /// The slab class of the item's head chunk.
-    pub fn class_of(&self, it: &ItemRef) -> u8 {
-        self.lru_class(it.0)
-    }
-
-    /// The item's size as `stats`/`me` count it.
-    pub fn ntotal_of(&self, it: &ItemRef) -> u64 {
-        self.ntotal(it.0)
+    /// The size memcached's own layout gives this item (48-byte header,
+    /// key NUL, CAS and non-zero client flags) and the class that size
+    /// falls in, for `me`, whose output tools compare with memcached's.
+    pub fn memcached_size(&self, it: &ItemRef) -> (u8, u64) {
+        let hdr = self.hdr(it.0);
+        let cas = if self.use_cas { 8 } else { 0 };
+        let flags = if hdr.flags != 0 { 4 } else { 0 };
+        let size = 48 + hdr.nkey as usize + 1 + hdr.nbytes as usize + cas + flags;
+        let class = self
+            .arena
+            .class_for(size)
+            .unwrap_or_else(|| self.arena.largest_class());
+        (class, size as u64)
     }
 
     pub fn set_exptime(&mut self, it: &ItemRef, exptime: u32) {

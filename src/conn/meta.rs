@@ -615,8 +615,7 @@ fn me(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     } else {
         i64::from(now.wrapping_sub(v.exptime) as i32)
     };
-    let class = ctx.cache.class_of(&it);
-    let size = ctx.cache.ntotal_of(&it);
+    let (class, size) = ctx.cache.memcached_size(&it);
     let _ = std::io::Write::write_fmt(
         &mut text,
         format_args!(
