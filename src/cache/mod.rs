@@ -1150,7 +1150,7 @@ mod tests {
         }
     }
 
-    fn config(mem_limit: usize) -> CacheConfig {
+    pub(super) fn config(mem_limit: usize) -> CacheConfig {
         CacheConfig {
             mem_limit,
             page_size: 1 << 20,
@@ -1692,5 +1692,31 @@ mod tests {
             .alloc(b"more", 0, 0, 902)
             .map(|it| cache.release(it))
             .is_ok());
+    }
+}
+
+#[cfg(test)]
+mod value_walk_tests {
+    use super::tests::config;
+    use super::*;
+
+    /// Every value offset of every item size maps to a non-empty piece.
+    #[test]
+    fn every_offset_has_room() {
+        let mut cache = Cache::new(&config(64 << 20));
+        for nkey in [1usize, 250] {
+            let key = vec![b'k'; nkey];
+            for nbytes in (2..6000).step_by(7) {
+                let it = cache.alloc(&key, 0, 0, nbytes).unwrap();
+                let mut off = 0;
+                while off < nbytes {
+                    let n = cache.value_mut(&it, off).len();
+                    assert!(n > 0, "nkey {nkey} nbytes {nbytes} offset {off}");
+                    off += n;
+                }
+                assert_eq!(off, nbytes);
+                cache.release(it);
+            }
+        }
     }
 }

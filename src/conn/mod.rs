@@ -408,7 +408,7 @@ impl Conn {
                     // Bytes already buffered go into the item first...
                     while p.got < p.wire && self.rend > self.rstart {
                         let dst = ctx.cache.value_mut(&p.item, p.got);
-                        let n = dst.len().min(self.rend - self.rstart);
+                        let n = dst.len().min(self.rend - self.rstart).min(p.wire - p.got);
                         dst[..n].copy_from_slice(&self.rbuf[self.rstart..self.rstart + n]);
                         self.rstart += n;
                         p.got += n;
@@ -438,8 +438,13 @@ impl Conn {
                     let State::ReadValue(p) = &mut self.state else {
                         unreachable!()
                     };
+                    // Only the wire's bytes: a binary value's `\r\n` is
+                    // the server's to add, and what follows is the next
+                    // request.
+                    let want = p.wire - p.got;
                     let dst = ctx.cache.value_mut(&p.item, p.got);
-                    match read(&mut self.stream, dst) {
+                    let dst_len = dst.len().min(want);
+                    match read(&mut self.stream, &mut dst[..dst_len]) {
                         ReadResult::Data(n) => {
                             p.got += n;
                             ctx.counters.bytes_read += n as u64;
