@@ -9,7 +9,8 @@ PORT    ?= 11211
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # memcached (and rmemcached) refuse to run as root without -u.
 RUN_AS  := $(shell [ "$$(id -u)" = 0 ] && echo "-u nobody")
-APT_PKGS := memcached libmemcached-tools python3-venv valgrind
+APT_PKGS := memcached libmemcached-tools python3-venv valgrind \
+            sasl2-bin libsasl2-modules libsasl2-modules-db
 
 .PHONY: all build run test deps deps-apt deps-py test-rust test-unsafe test-py bench-memory lint fmt clean
 
@@ -22,7 +23,10 @@ run: build
 	./$(BIN) -l 127.0.0.1 -p $(PORT) $(RUN_AS) $(ARGS)
 
 # System packages: the real memcached for differential tests, memccapable,
-# and a user named `memcache` as the seed deployment expects.
+# and a user named `memcache` as the seed deployment expects.  Debian's
+# memcached does SASL (-S) through Cyrus SASL only: sasl2-bin's saslpasswd2
+# makes the sasldb file, libsasl2-modules(-db) hold the PLAIN and sasldb
+# plugins (tests/py/test_bmemcached.py).
 deps-apt:
 	@missing=""; for p in $(APT_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \

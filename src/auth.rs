@@ -1,6 +1,9 @@
 //! Password files: SASL PLAIN (`-S`, file named by `MEMCACHED_SASL_PWDB`)
 //! and ASCII authentication (`-Y <file>`), both `user:password` lines.
 
+/// memcached reads at most this many users from a `-Y` file.
+pub const AUTH_FILE_MAX_ENTRIES: usize = 8;
+
 /// Users and passwords of a password file.
 #[derive(Debug, Clone, Default)]
 pub struct Passwords {
@@ -23,8 +26,9 @@ impl Passwords {
         Ok(Passwords::parse(&std::fs::read(path)?))
     }
 
-    /// Loads `-Y`'s file as memcached does at start-up: a line without a
-    /// colon makes the whole file malformed.
+    /// Loads `-Y`'s file as memcached does: every line (a blank one too)
+    /// must be `user:password`, and only the first
+    /// [`AUTH_FILE_MAX_ENTRIES`] count.
     pub fn load_strict(path: &str) -> Result<Passwords, String> {
         let text = std::fs::read(path).map_err(|e| {
             // strerror's text, as memcached prints it (twice).
@@ -32,12 +36,19 @@ impl Passwords {
             let e = e.split(" (os error").next().unwrap_or_default();
             format!("Could not open authfile [{path}] for reading, error {e}: {e}")
         })?;
-        if lines(&text).any(|l| memchr::memchr(b':', l).is_none()) {
+        let body = text.strip_suffix(b"\n").unwrap_or(&text);
+        let malformed = !text.is_empty()
+            && body
+                .split(|&b| b == b'\n')
+                .any(|l| memchr::memchr(b':', l).is_none());
+        if malformed {
             return Err(format!(
                 "Authfile [{path}] has a malformed entry. Should be 'user:password'"
             ));
         }
-        Ok(Passwords::parse(&text))
+        let mut p = Passwords::parse(&text);
+        p.entries.truncate(AUTH_FILE_MAX_ENTRIES);
+        Ok(p)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -48,6 +59,18 @@ impl Passwords {
     pub fn check(&self, user: &[u8], pass: &[u8]) -> bool {
         self.entries.iter().any(|(u, p)| u == user && p == pass)
     }
+}
+
+/// Whether a SASL configuration is where memcached looks for one:
+/// `$SASL_CONF_PATH`, `/etc/sasl/memcached.conf` or
+/// `/etc/sasl2/memcached.conf`.  memcached refuses to start without one.
+pub fn sasl_config_exists() -> bool {
+    let from_env =
+        std::env::var_os("SASL_CONF_PATH").is_some_and(|p| std::path::Path::new(&p).exists());
+    from_env
+        || ["/etc/sasl/memcached.conf", "/etc/sasl2/memcached.conf"]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists())
 }
 
 /// Non-empty lines, without their line endings.

@@ -79,10 +79,21 @@ impl Clock {
     /// anything larger is a unix time (clamped to "already expired" when it
     /// lies before the server started).
     pub fn realtime(&self, exptime: i32) -> u32 {
+        self.realtime_wide(i64::from(exptime))
+    }
+
+    /// [`Clock::realtime`] for the binary protocol's unsigned 32-bit
+    /// expiry fields, which memcached widens to `time_t` (0xffffffff is a
+    /// date in 2106, not "expired").
+    pub fn realtime_unsigned(&self, exptime: u32) -> u32 {
+        self.realtime_wide(i64::from(exptime))
+    }
+
+    fn realtime_wide(&self, exptime: i64) -> u32 {
         let e = if exptime < 0 {
             REALTIME_MAXDELTA + 1
         } else {
-            i64::from(exptime)
+            exptime
         };
         if e == 0 {
             return 0;

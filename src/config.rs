@@ -768,6 +768,11 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
             ));
         }
     }
+    if c.auth_file.is_some() && c.udp_port != 0 {
+        return Err(inconsistent(
+            "Cannot use UDP with ascii authentication enabled (-U 0 to disable)",
+        ));
+    }
     if let Some(i) = last("I") {
         let v = size_with_unit(&i);
         if v < 0 {

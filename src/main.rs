@@ -27,11 +27,9 @@ fn main() -> ExitCode {
         Err(config::Refused(msg, code)) => return fail(code as u8, &msg),
     };
 
-    if let Some(path) = &cfg.auth_file {
-        match rmemcached::auth::Passwords::load_strict(path) {
-            Ok(p) => cfg.auth = Some(p),
-            Err(e) => return fail(1, &e),
-        }
+    // memcached's SASL start-up needs a configuration to find.
+    if cfg.sasl && !rmemcached::auth::sasl_config_exists() {
+        return fail(1, "Error initializing sasl.");
     }
     if cfg.coredumps {
         if let Err(e) = sys::enable_coredumps() {
@@ -65,6 +63,22 @@ fn main() -> ExitCode {
                 EX_OSERR,
                 &format!("failed to assume identity of user {name}"),
             );
+        }
+    }
+
+    // Read with the dropped privileges, as memcached does.
+    if let Some(path) = &cfg.auth_file {
+        match rmemcached::auth::Passwords::load_strict(path) {
+            Ok(p) => cfg.auth = Some(p),
+            Err(e) => {
+                // memcached prints the malformed-file message without a
+                // newline.
+                eprint!("{e}");
+                if e.starts_with("Could not open") {
+                    eprintln!();
+                }
+                return ExitCode::from(1);
+            }
         }
     }
 

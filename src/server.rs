@@ -213,11 +213,7 @@ impl Server {
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
                 eprintln!("<{fd} server listening (udp)");
             }
-            let conn = Conn::new(
-                Stream::Datagram(Datagram::default()),
-                0,
-                crate::conn::Protocol::Ascii,
-            );
+            let conn = Conn::new(Stream::Datagram(Datagram::default()), 0, protocol);
             udp.push(Udp { sock, conn });
         }
         // memcached counts its listening connections as connections too.
@@ -296,6 +292,15 @@ impl Server {
         if now != self.last_second {
             self.last_second = now;
             self.kick_idle();
+            // memcached rereads the -Y file on its clock tick after SIGHUP
+            // and keeps the old users when the new file does not load.
+            if crate::sys::take_hup() {
+                if let Some(path) = &self.cfg.auth_file {
+                    if let Ok(p) = crate::auth::Passwords::load_strict(path) {
+                        self.cfg.auth = Some(p);
+                    }
+                }
+            }
         }
         let timeout = if !self.pending.is_empty() {
             Duration::ZERO

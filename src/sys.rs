@@ -15,6 +15,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static STOP: AtomicBool = AtomicBool::new(false);
 /// Set by SIGUSR1, memcached's graceful stop.
 static GRACEFUL: AtomicBool = AtomicBool::new(false);
+/// Set by SIGHUP: reload the `-Y` password file.
+static HUP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_hup(_sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    HUP.store(true, Ordering::SeqCst);
+}
+
+/// Whether SIGHUP arrived since the last call.
+pub fn take_hup() -> bool {
+    HUP.swap(false, Ordering::SeqCst)
+}
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
@@ -42,8 +54,9 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// SIGTERM/SIGINT/SIGUSR1 request a clean stop; SIGPIPE (writes report
-/// EPIPE instead) and SIGHUP are ignored, as memcached does.
+/// SIGTERM/SIGINT/SIGUSR1 request a clean stop; SIGPIPE is ignored
+/// (writes report EPIPE instead); SIGHUP asks for the `-Y` file to be
+/// reloaded, as memcached does.
 pub fn install_signal_handlers() -> io::Result<()> {
     let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     for (sig, action) in [
@@ -51,7 +64,10 @@ pub fn install_signal_handlers() -> io::Result<()> {
         (libc::SIGINT, handler),
         (libc::SIGUSR1, handler),
         (libc::SIGPIPE, libc::SIG_IGN),
-        (libc::SIGHUP, libc::SIG_IGN),
+        (
+            libc::SIGHUP,
+            on_hup as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        ),
     ] {
         // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
         // value; the handler only performs an atomic store.

@@ -19,6 +19,9 @@
 //! Links are 32-bit chunk handles instead of pointers, times are seconds on
 //! the server's relative clock, and `nbytes` counts the value's trailing
 //! `\r\n`, stored so that a `get` reply sends the value bytes as they are.
+//! Values are below 2 GiB (`-I` stops at 1 GiB), so the top bit of the
+//! `nbytes` word is free: it records that the key came base64-encoded (meta
+//! `b`), so meta replies echo it encoded again.
 //! memcached spends 48 bytes plus 8 for CAS plus a NUL after the key; this
 //! header is 40 bytes in all.
 //!
@@ -52,12 +55,27 @@ pub struct ItemHeader {
     pub hnext: u32,
     pub time: u32,
     pub exptime: u32,
-    pub nbytes: u32,
+    /// Value length (low 31 bits) and [`KEY_BINARY`]; see [`Self::nbytes`].
+    pub nbytes_word: u32,
     pub flags: u32,
     pub refcount: u16,
     pub nkey: u8,
     pub iflags: u8,
     pub cas: u64,
+}
+
+/// Top bit of `nbytes_word`: the key arrived base64-encoded.
+pub const KEY_BINARY: u32 = 1 << 31;
+
+impl ItemHeader {
+    /// Value length, trailing `\r\n` included.
+    pub fn nbytes(&self) -> u32 {
+        self.nbytes_word & !KEY_BINARY
+    }
+
+    pub fn key_binary(&self) -> bool {
+        self.nbytes_word & KEY_BINARY != 0
+    }
 }
 
 /// Bytes before the key.

@@ -194,6 +194,8 @@ pub struct ItemView<'a> {
     pub time: u32,
     /// `item::F_*` bits.
     pub iflags: u8,
+    /// The key arrived base64-encoded (meta `b`).
+    pub key_binary: bool,
 }
 
 /// The whole store.
@@ -302,7 +304,7 @@ impl Cache {
         let hdr = self.hdr(h);
         let cas = if self.use_cas { 8 } else { 0 };
         let flags = if hdr.flags != 0 { 4 } else { 0 };
-        let ntotal = 48 + cas + u64::from(hdr.nkey) + 1 + flags + u64::from(hdr.nbytes);
+        let ntotal = 48 + cas + u64::from(hdr.nkey) + 1 + flags + u64::from(hdr.nbytes());
         ntotal.div_ceil(32) * 32
     }
 
@@ -430,7 +432,7 @@ impl Cache {
         let hdr = self.hdr(h);
         let n = self.nseg(h);
         let table = if n > 0 { 4 + 8 * n } else { 0 };
-        (HEADER + hdr.nkey as usize + table + hdr.nbytes as usize) as u64
+        (HEADER + hdr.nkey as usize + table + hdr.nbytes() as usize) as u64
     }
 
     /// Chunk bytes an item occupies (LRU list sizes).
@@ -616,12 +618,17 @@ impl Cache {
         let hdr = self.hdr(it.0);
         let cas = if self.use_cas { 8 } else { 0 };
         let flags = if hdr.flags != 0 { 4 } else { 0 };
-        let size = 48 + hdr.nkey as usize + 1 + hdr.nbytes as usize + cas + flags;
+        let size = 48 + hdr.nkey as usize + 1 + hdr.nbytes() as usize + cas + flags;
         let class = self
             .arena
             .class_for(size)
             .unwrap_or_else(|| self.arena.largest_class());
         (class, size as u64)
+    }
+
+    /// Marks the item's key as one that arrived base64-encoded.
+    pub fn set_key_binary(&mut self, it: &ItemRef) {
+        self.hdr_mut(it.0).nbytes_word |= item::KEY_BINARY;
     }
 
     pub fn set_exptime(&mut self, it: &ItemRef, exptime: u32) {
@@ -750,7 +757,7 @@ impl Cache {
                 hnext: NIL,
                 time: now,
                 exptime,
-                nbytes: nbytes as u32,
+                nbytes_word: nbytes as u32,
                 flags,
                 refcount: 1,
                 nkey: key.len() as u8,
@@ -799,7 +806,7 @@ impl Cache {
     /// the value from there to the end of that chunk)`.
     fn value_at(&self, h: u32, offset: usize) -> (u32, usize, usize) {
         let hdr = self.hdr(h);
-        let nbytes = hdr.nbytes as usize;
+        let nbytes = hdr.nbytes() as usize;
         let nkey = hdr.nkey as usize;
         debug_assert!(offset <= nbytes);
         let nseg = self.nseg(h);
@@ -835,7 +842,7 @@ impl Cache {
 
     /// Value length including the trailing `\r\n`.
     pub fn nbytes(&self, it: &ItemRef) -> usize {
-        self.hdr(it.0).nbytes as usize
+        self.hdr(it.0).nbytes() as usize
     }
 
     fn value_byte(&self, h: u32, offset: usize) -> u8 {
@@ -854,11 +861,12 @@ impl Cache {
         ItemView {
             key: self.key(it.0),
             flags: hdr.flags,
-            len: hdr.nbytes as usize - 2,
+            len: hdr.nbytes() as usize - 2,
             cas: hdr.cas,
             exptime: hdr.exptime,
             time: hdr.time,
             iflags: hdr.iflags,
+            key_binary: hdr.key_binary(),
         }
     }
 
@@ -959,9 +967,9 @@ impl Cache {
     fn concat(&mut self, old: u32, add: u32, hv: u64, mode: StoreMode) -> Stored {
         let (flags, exptime, old_n) = {
             let o = self.hdr(old);
-            (o.flags, o.exptime, o.nbytes as usize)
+            (o.flags, o.exptime, o.nbytes() as usize)
         };
-        let add_n = self.hdr(add).nbytes as usize;
+        let add_n = self.hdr(add).nbytes() as usize;
         let mut key_buf = [0u8; u8::MAX as usize];
         let key = &mut key_buf[..self.hdr(old).nkey as usize];
         key.copy_from_slice(self.key(old));
@@ -1011,7 +1019,7 @@ impl Cache {
         }
         let (nbytes, refcount) = {
             let hdr = self.hdr(h);
-            (hdr.nbytes as usize, hdr.refcount)
+            (hdr.nbytes() as usize, hdr.refcount)
         };
         // memcached refuses items it stores in chunks (larger than the
         // largest chunk under its own layout) and empty values.
@@ -1107,7 +1115,7 @@ impl Cache {
         let mut shown = 0;
         while h != NIL && (limit == 0 || shown < limit) {
             let hdr = self.hdr(h);
-            if !f(self.key(h), hdr.nbytes as usize - 2, hdr.exptime) {
+            if !f(self.key(h), hdr.nbytes() as usize - 2, hdr.exptime) {
                 return;
             }
             shown += 1;

@@ -169,12 +169,12 @@ fn run(
                 return After::Next;
             }
             let exptime = if req.extras.len() == 4 {
-                be32(req.extras) as i32
+                be32(req.extras)
             } else {
                 0
             };
             let new_oldest = if exptime > 0 {
-                ctx.clock.realtime(exptime)
+                ctx.clock.realtime_unsigned(exptime)
             } else {
                 ctx.clock.now()
             };
@@ -201,7 +201,7 @@ fn run(
         Kind::Arith { incr } => arith(key, req.extras, h.cas, incr, t, out, ctx),
         Kind::Update => {
             let flags = be32(req.extras);
-            let exptime = be32(&req.extras[4..]) as i32;
+            let exptime = be32(&req.extras[4..]);
             let mode = match h.opcode {
                 op::ADD | op::ADDQ => StoreMode::Add,
                 op::REPLACE | op::REPLACEQ => StoreMode::Replace,
@@ -253,7 +253,7 @@ fn get(
     out: &mut OutQueue,
     ctx: &mut Ctx,
 ) {
-    let new_exptime = touch.then(|| ctx.clock.realtime(be32(extras) as i32));
+    let new_exptime = touch.then(|| ctx.clock.realtime_unsigned(be32(extras)));
     let hit = ctx.cache.get(key, new_exptime);
     ctx.detail.record_get(key, hit.is_some());
     match (&hit, touch) {
@@ -326,7 +326,7 @@ fn arith(
         Arith::NotFound if exptime != 0xffff_ffff => {
             let mut digits = [0u8; 20];
             let digits = crate::numbers::u64_digits(initial, &mut digits);
-            let e = ctx.clock.realtime(exptime as i32);
+            let e = ctx.clock.realtime_unsigned(exptime);
             match ctx.cache.alloc(key, 0, e, digits.len() + 2) {
                 Ok(it) => {
                     let n = digits.len();
@@ -359,7 +359,7 @@ fn arith(
 fn update(
     req: &Request<'_>,
     flags: u32,
-    exptime: i32,
+    exptime: u32,
     mode: StoreMode,
     t: &BinTarget,
     out: &mut OutQueue,
@@ -372,7 +372,7 @@ fn update(
         .bodylen
         .wrapping_sub(key.len() as u32 + req.extras.len() as u32) as i32;
     ctx.detail.record_set(key);
-    let exptime = ctx.clock.realtime(exptime);
+    let exptime = ctx.clock.realtime_unsigned(exptime);
     let alloc = if vlen < 0 {
         Err(AllocError::TooLarge)
     } else {

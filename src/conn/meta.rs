@@ -185,6 +185,8 @@ fn mg(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     let now = ctx.clock.now();
     let v = ctx.cache.view(&it);
     let (len, cas, flags, time) = (v.len, v.cas, v.flags, v.time);
+    // A hit echoes the key as it was stored: encoded if it came with `b`.
+    let key_binary = v.key_binary;
     let mut exptime = v.exptime;
     let iflags = v.iflags;
     let mut won = false;
@@ -251,7 +253,7 @@ fn mg(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
                 text.push(b' ');
                 text.extend_from_slice(tok);
             }
-            b'k' => push_key(&mut text, key, f.base64),
+            b'k' => push_key(&mut text, key, key_binary),
             _ => {}
         }
     }
@@ -342,18 +344,23 @@ fn ms(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
     ctx.detail.record_set(key);
     let exptime = f.ttl.map_or(0, |e| ctx.clock.realtime(e));
     match ctx.cache.alloc(key, f.client_flags, exptime, vlen) {
-        Ok(item) => After::Read(PendingStore {
-            item,
-            got: 0,
-            wire: vlen,
-            mode,
-            cas: f.cas.unwrap_or(0),
-            reply: StoreReply::Meta(Box::new(MetaStore {
-                echo,
-                base64: f.base64,
-                quiet: f.no_reply,
-            })),
-        }),
+        Ok(item) => {
+            if f.base64 {
+                ctx.cache.set_key_binary(&item);
+            }
+            After::Read(PendingStore {
+                item,
+                got: 0,
+                wire: vlen,
+                mode,
+                cas: f.cas.unwrap_or(0),
+                reply: StoreReply::Meta(Box::new(MetaStore {
+                    echo,
+                    base64: f.base64,
+                    quiet: f.no_reply,
+                })),
+            })
+        }
         Err(e) => {
             let msg = if e == AllocError::TooLarge {
                 ctx.counters.store_too_large += 1;
@@ -492,6 +499,9 @@ fn ma(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
             let n = digits.len();
             match ctx.cache.alloc(key, 0, 0, n + 2) {
                 Ok(it) => {
+                    if f.base64 {
+                        ctx.cache.set_key_binary(&it);
+                    }
                     ctx.cache.value_mut(&it, 0)[..n].copy_from_slice(digits);
                     ctx.cache.value_mut(&it, n)[0] = b'\r';
                     ctx.cache.value_mut(&it, n + 1)[0] = b'\n';
@@ -605,7 +615,7 @@ fn me(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     let now = ctx.clock.now();
     let v = ctx.cache.view(&it);
     let mut text = b"ME ".to_vec();
-    if base64 {
+    if v.key_binary {
         encode_base64(v.key, &mut text);
     } else {
         text.extend_from_slice(v.key);

@@ -161,6 +161,8 @@ pub struct Conn {
     /// Whether the protocol was chosen (on the first bytes received).
     negotiated: bool,
     protocol: Protocol,
+    /// The protocol the listener gave (`-B`), restored per datagram.
+    configured: Protocol,
     bin: binary::BinState,
 }
 
@@ -178,6 +180,7 @@ impl Conn {
             last_cmd_time: now,
             negotiated: false,
             protocol,
+            configured: protocol,
             bin: binary::BinState::default(),
         }
     }
@@ -214,9 +217,12 @@ impl Conn {
     }
 
     /// Forgets what a datagram left unfinished: UDP requests must fit one
-    /// datagram, so a partial command or value is dropped.
+    /// datagram, so a partial command or value is dropped.  memcached
+    /// negotiates the protocol of each datagram anew.
     pub fn end_datagram(&mut self, cache: &mut Cache) {
         self.release(cache);
+        self.negotiated = false;
+        self.protocol = self.configured;
         self.state = State::NewCommand;
         self.rstart = 0;
         self.rend = 0;

@@ -335,10 +335,6 @@ pub(super) fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
         format!("{:.2}", ctx.cache.rebalance.ratio),
     );
     l.stat("slab_automove_window", cfg.slab_automove_window);
-    l.stat(
-        "slab_automove_freeratio",
-        format!("{:.3}", cfg.slab_automove_freeratio),
-    );
     l.stat("slab_chunk_max", cfg.slab_chunk_max);
     l.stat("lru_crawler", yes(cfg.lru_crawler));
     l.stat("lru_crawler_sleep", cfg.lru_crawler_sleep);
@@ -357,6 +353,11 @@ pub(super) fn settings(out: &mut OutQueue, ctx: &mut Ctx) {
     l.stat("temporary_ttl", lru.temporary_ttl);
     l.stat("idle_timeout", cfg.idle_timeout);
     l.stat("track_sizes", yes(cfg.track_sizes));
+    // memcached prints this among its extstore settings, after the rest.
+    l.stat(
+        "slab_automove_freeratio",
+        format!("{:.3}", cfg.slab_automove_freeratio),
+    );
     out.line(b"END");
 }
 

@@ -152,6 +152,7 @@ pub fn preparse(flags: &[&[u8]], key: &mut [u8]) -> Result<(Flags, usize), &'sta
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/// A base64 character's value; `=` counts as a character worth 0.
 fn sextet(c: u8) -> Option<u8> {
     match c {
         b'A'..=b'Z' => Some(c - b'A'),
@@ -159,34 +160,47 @@ fn sextet(c: u8) -> Option<u8> {
         b'0'..=b'9' => Some(c - b'0' + 52),
         b'+' => Some(62),
         b'/' => Some(63),
+        b'=' => Some(0),
         _ => None,
     }
 }
 
-/// Decodes padded base64 over itself; `None` when it is not valid or
-/// decodes to nothing (memcached's decoder reports both as 0 bytes).
+/// Decodes base64 over itself the way memcached's decoder does: bytes
+/// outside the alphabet are skipped, the characters left must come in
+/// whole quads, and decoding ends after the first quad holding `=`
+/// (one or two of them; more is invalid).  `None` when it fails, which
+/// memcached reports the same as decoding to nothing.
 pub fn decode_base64_in_place(buf: &mut [u8]) -> Option<usize> {
-    if buf.is_empty() || !buf.len().is_multiple_of(4) {
+    let count = buf.iter().filter(|&&c| sextet(c).is_some()).count();
+    if count == 0 || !count.is_multiple_of(4) {
         return None;
     }
-    let quads = buf.len() / 4;
     let mut out = 0;
-    for q in 0..quads {
-        let chunk = [buf[q * 4], buf[q * 4 + 1], buf[q * 4 + 2], buf[q * 4 + 3]];
-        let last = q + 1 == quads;
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
+    let mut quad = [0u8; 4];
+    let mut n = 0;
+    let mut pad = 0;
+    for i in 0..buf.len() {
+        let c = buf[i];
+        let Some(v) = sextet(c) else { continue };
+        if c == b'=' {
+            pad += 1;
         }
-        let mut v: u32 = 0;
-        for &c in &chunk[..4 - pad] {
-            v = (v << 6) | u32::from(sextet(c)?);
-        }
-        v <<= 6 * pad as u32;
-        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
-        for &b in &bytes[..3 - pad] {
-            buf[out] = b;
-            out += 1;
+        quad[n] = v;
+        n += 1;
+        if n == 4 {
+            // Output never overtakes input: 3 bytes per 4 read.
+            buf[out] = (quad[0] << 2) | (quad[1] >> 4);
+            buf[out + 1] = (quad[1] << 4) | (quad[2] >> 2);
+            buf[out + 2] = (quad[2] << 6) | quad[3];
+            out += 3;
+            n = 0;
+            if pad > 0 {
+                if pad > 2 {
+                    return None;
+                }
+                out -= pad;
+                break;
+            }
         }
     }
     (out > 0).then_some(out)
@@ -273,9 +287,16 @@ mod tests {
         let mut e = Vec::new();
         encode_base64(b"foo", &mut e);
         assert_eq!(e, b"Zm9v");
-        assert_eq!(decode_base64_in_place(&mut b"Zm9v!".to_vec()), None);
-        assert_eq!(decode_base64_in_place(&mut b"Zm=v".to_vec()), None);
+        assert_eq!(decode_base64_in_place(&mut b"Zm9".to_vec()), None);
+        assert_eq!(decode_base64_in_place(&mut b"@!".to_vec()), None);
+        assert_eq!(decode_base64_in_place(&mut b"Z===".to_vec()), None);
         assert_eq!(decode_base64_in_place(&mut b"Zm8=".to_vec()), Some(2));
+        // memcached's decoder skips junk and stops after a padded quad.
+        let mut junk = b"Y@Q==".to_vec();
+        assert_eq!(decode_base64_in_place(&mut junk), Some(1));
+        assert_eq!(junk[0], b'a');
+        let mut twice = b"YQ==YQ==".to_vec();
+        assert_eq!(decode_base64_in_place(&mut twice), Some(1));
     }
 
     #[test]

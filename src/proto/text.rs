@@ -513,13 +513,13 @@ mod tests {
             parse_auth(b"get a\r\n"),
             AuthParsed::Refused("CLIENT_ERROR unauthenticated", 7)
         );
-        assert_eq!(parse_auth(b"set a 0 0 9\r\nalice"), AuthParsed::NeedMore);
+        assert_eq!(parse_auth(b"set a 0 0 8\r\nalice"), AuthParsed::NeedMore);
         assert_eq!(
-            parse_auth(b"set a 0 0 9\r\nalice pw\r\nget"),
+            parse_auth(b"set a 0 0 8\r\nalice pw\r\nget"),
             AuthParsed::Login {
                 user: b"alice",
                 pass: b"pw",
-                used: 24
+                used: 23
             }
         );
         assert_eq!(

@@ -6,6 +6,7 @@ Other suites add functions here; add, never rewrite existing ones.
 import os
 import signal
 import socket
+import struct
 import time
 
 DEFAULT_TIMEOUT = 5.0
@@ -204,3 +205,44 @@ def recv_lines(sock, count, timeout=DEFAULT_TIMEOUT):
     lines = [line + b"\r\n" for line in buf.split(b"\r\n")[:-1]]
     assert len(lines) == count, lines[count:]
     return lines
+
+
+# ---------------------------------------------------------------------------
+# Added for test_bmemcached.py: raw binary-protocol packets.
+
+BIN_HEADER = struct.Struct(">BBHBBHIIQ")
+
+
+def bin_request(opcode, key=b"", value=b"", extras=b"", opaque=0, cas=0):
+    """A binary-protocol request packet (magic 0x80)."""
+    return BIN_HEADER.pack(0x80, opcode, len(key), len(extras), 0, 0,
+                           len(extras) + len(key) + len(value), opaque, cas) + extras + key + value
+
+
+def recv_exact(sock, n, timeout=DEFAULT_TIMEOUT):
+    """Exactly n bytes; EOFError if the peer closes first."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout(f"got {len(buf)} of {n} bytes within {timeout}s")
+        sock.settimeout(left)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError(f"EOF after {len(buf)} of {n} bytes: {buf!r}")
+        buf += chunk
+    return buf
+
+
+def bin_response(sock, timeout=DEFAULT_TIMEOUT):
+    """One binary response as a dict: magic, opcode, status, opaque, cas,
+    extras, key, value."""
+    header = recv_exact(sock, 24, timeout)
+    magic, opcode, keylen, extlen, _dtype, status, bodylen, opaque, cas = BIN_HEADER.unpack(header)
+    body = recv_exact(sock, bodylen, timeout) if bodylen else b""
+    return {
+        "magic": magic, "opcode": opcode, "status": status, "opaque": opaque, "cas": cas,
+        "extras": body[:extlen], "key": body[extlen:extlen + keylen],
+        "value": body[extlen + keylen:],
+    }

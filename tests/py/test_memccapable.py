@@ -1,15 +1,27 @@
-"""libmemcached's conformance checker, memccapable, against RMEMCACHED_BIN
-(ASCII protocol checks only: -a)."""
+"""libmemcached's conformance checker, memccapable (libmemcached-tools 1.1),
+against RMEMCACHED_BIN and, to prove the expectations, the reference
+memcached 1.6.18 (`server` fixture: both).
+
+memccapable -a runs the ASCII checks only, -b the binary checks only, and no
+flag runs both (ASCII first).  memcached 1.6.18 passes every check of both
+sets: none fails, none is skipped (memccapable only prints [skip] when a test
+is skipped interactively with -P).  A failed check prints `[FAIL]` on stderr
+and "<n> of <m> tests failed" at the end instead of "All tests passed".
+"""
 import re
 import shutil
 import subprocess
 
 import pytest
 
-from conftest import RMEMCACHED_BIN
+from conftest import MEMCACHED_BIN, RMEMCACHED_BIN
 from mcutil import raw
 
 MEMCCAPABLE = shutil.which("memccapable")
+
+pytestmark = pytest.mark.skipif(
+    MEMCCAPABLE is None,
+    reason="memccapable not installed (apt-get install libmemcached-tools)")
 
 # The checks `memccapable -a` runs (libmemcached-tools 1.1), in order.
 ASCII_TESTS = [
@@ -20,30 +32,94 @@ ASCII_TESTS = [
     "append noreply", "prepend", "prepend noreply", "stat",
 ]
 
+# The checks `memccapable -b` runs, in order.  Each quiet variant (…q) checks
+# that the server stays silent on success and answers on failure; every
+# response must carry the request's opaque (0xdeadbeef), datatype 0 and a
+# CAS on successful stores.
+BINARY_TESTS = [
+    "noop", "quit", "quitq", "set", "setq", "flush", "flushq", "add", "addq",
+    "replace", "replaceq", "delete", "deleteq", "get", "getq", "getk",
+    "getkq", "incr", "incrq", "decr", "decrq", "version", "append",
+    "appendq", "prepend", "prependq", "stat",
+]
 
-@pytest.mark.skipif(MEMCCAPABLE is None, reason="memccapable not installed "
-                    "(apt-get install libmemcached-tools)")
-def test_memccapable_ascii(start_server):
-    srv = start_server(RMEMCACHED_BIN)
+LINE = re.compile(r"(ascii|binary) (\S+(?: noreply)?)\s+\[(\w+)\]")
+
+
+def run_memccapable(port, flag=None, timeout=120):
+    """memccapable against 127.0.0.1:port; (exit status, output, results)
+    where results is a list of (protocol, check, status) in output order."""
+    argv = [MEMCCAPABLE, "-h", "127.0.0.1", "-p", str(port), "-t", "10"]
+    if flag:
+        argv.append(flag)
     proc = subprocess.run(
-        [MEMCCAPABLE, "-h", "127.0.0.1", "-p", str(srv.port), "-a", "-t", "10"],
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=120,
+        stderr=subprocess.STDOUT,  # [FAIL] goes to stderr
+        timeout=timeout,
     )
     output = proc.stdout.decode(errors="replace")
     print(output)  # shown by pytest when the test fails
-    assert proc.returncode == 0, output
-    assert "FAIL" not in output
-    lines = output.splitlines()
-    results = {}
-    for line in lines:
-        m = re.fullmatch(r"ascii (\S+(?: noreply)?)\s+\[(\w+)\]", line)
+    results = []
+    for line in output.splitlines():
+        m = LINE.fullmatch(line)
         if m:
-            results[m.group(1)] = m.group(2)
-    assert list(results) == ASCII_TESTS, output
-    assert set(results.values()) == {"pass"}, output
-    assert lines[-1] == "All tests passed", output
-    # the server survived the run
-    assert re.fullmatch(rb"VERSION \d+\.\d+\.\d+\r\n", raw(srv.port, b"version\r\n"))
+            results.append(m.groups())
+    return proc.returncode, output, results
+
+
+def assert_all_pass(returncode, output, results, expected):
+    assert [(proto, name) for proto, name, _ in results] == expected, output
+    failed = [f"{p} {n}" for p, n, status in results if status != "pass"]
+    assert failed == [], output
+    assert "FAIL" not in output
+    assert returncode == 0, output
+    assert output.splitlines()[-1] == "All tests passed", output
+
+
+def assert_alive(port):
+    # the server survived the run (memccapable ends with quit/stat checks)
+    assert re.fullmatch(rb"VERSION \d+\.\d+\.\d+\r\n", raw(port, b"version\r\n"))
+
+
+def test_memccapable_ascii(server):
+    rc, output, results = run_memccapable(server.port, "-a")
+    assert_all_pass(rc, output, results, [("ascii", t) for t in ASCII_TESTS])
+    assert_alive(server.port)
+
+
+def test_memccapable_binary(server):
+    rc, output, results = run_memccapable(server.port, "-b")
+    assert_all_pass(rc, output, results, [("binary", t) for t in BINARY_TESTS])
+    assert_alive(server.port)
+
+
+def test_memccapable_both_protocols_one_run(server):
+    """No flag: the ASCII checks, then the binary ones, against the same
+    server (memccapable reconnects after each test that asks for it, so one
+    server sees both protocols on successive connections)."""
+    rc, output, results = run_memccapable(server.port)
+    expected = [("ascii", t) for t in ASCII_TESTS] + [("binary", t) for t in BINARY_TESTS]
+    assert_all_pass(rc, output, results, expected)
+    assert len(results) == 54
+    assert_alive(server.port)
+
+
+@pytest.mark.parametrize("binary", [RMEMCACHED_BIN, MEMCACHED_BIN],
+                         ids=["rmemcached", "memcached"])
+def test_memccapable_binary_only_server(start_server, binary):
+    """-B binary: the binary checks all pass on a binary-only server."""
+    srv = start_server(binary, ["-B", "binary"])
+    rc, output, results = run_memccapable(srv.port, "-b")
+    assert_all_pass(rc, output, results, [("binary", t) for t in BINARY_TESTS])
+
+
+@pytest.mark.parametrize("binary", [RMEMCACHED_BIN, MEMCACHED_BIN],
+                         ids=["rmemcached", "memcached"])
+def test_memccapable_ascii_only_server(start_server, binary):
+    """-B ascii: the ASCII checks all pass on an ASCII-only server."""
+    srv = start_server(binary, ["-B", "ascii"])
+    rc, output, results = run_memccapable(srv.port, "-a")
+    assert_all_pass(rc, output, results, [("ascii", t) for t in ASCII_TESTS])
+    assert_alive(srv.port)
