@@ -143,6 +143,23 @@ pub fn bind(cfg: &Config) -> Result<Bound, String> {
     Ok(out)
 }
 
+/// A connection's [`Ctx`] over the server's fields, leaving the
+/// connection tables free to borrow.
+macro_rules! conn_ctx {
+    ($server:ident, $info:ident) => {
+        Ctx {
+            cache: &mut $server.cache,
+            counters: &mut $server.counters,
+            clock: &$server.clock,
+            cfg: &mut $server.cfg,
+            server: &$info,
+            shutdown: &mut $server.shutdown,
+            detail: &mut $server.detail,
+            trace: None,
+        }
+    };
+}
+
 /// The event loop and everything it owns.
 pub struct Server {
     reactor: Reactor,
@@ -391,16 +408,7 @@ impl Server {
     fn drive(&mut self, token: usize) {
         let info = self.info();
         let conn = &mut self.conns[token];
-        let mut ctx = Ctx {
-            cache: &mut self.cache,
-            counters: &mut self.counters,
-            clock: &self.clock,
-            cfg: &mut self.cfg,
-            server: &info,
-            shutdown: &mut self.shutdown,
-            detail: &mut self.detail,
-            trace: None,
-        };
+        let mut ctx = conn_ctx!(self, info);
         match conn.drive(&mut ctx) {
             Next::Wait => {}
             Next::Yield => self.pending.push(token),
@@ -513,16 +521,7 @@ impl Server {
             d.pos = 0;
             d.output.clear();
         }
-        let mut ctx = Ctx {
-            cache: &mut self.cache,
-            counters: &mut self.counters,
-            clock: &self.clock,
-            cfg: &mut self.cfg,
-            server: &info,
-            shutdown: &mut self.shutdown,
-            detail: &mut self.detail,
-            trace: None,
-        };
+        let mut ctx = conn_ctx!(self, info);
         // A datagram stream never blocks on output and ends with its
         // payload: drive until the commands in it are done.
         while udp.conn.drive(&mut ctx) == Next::Yield {}

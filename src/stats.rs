@@ -32,9 +32,38 @@ counters! {
     }
 }
 
+impl Counters {
+    /// Counts a read (`get`-like) or a touch (`gat`/`touch`-like) and
+    /// whether it hit, the way memcached's counters see it.
+    pub fn count_fetch(&mut self, hit: bool, touch: bool) {
+        if touch {
+            self.cmd_touch += 1;
+            self.touch_misses += u64::from(!hit);
+        } else {
+            self.cmd_get += 1;
+            if hit {
+                self.get_hits += 1;
+            } else {
+                self.get_misses += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fetches_are_counted_as_memcached_does() {
+        let mut c = Counters::default();
+        c.count_fetch(true, false);
+        c.count_fetch(false, false);
+        c.count_fetch(true, true);
+        c.count_fetch(false, true);
+        assert_eq!((c.cmd_get, c.get_hits, c.get_misses), (2, 1, 1));
+        assert_eq!((c.cmd_touch, c.touch_misses), (2, 1));
+    }
 
     #[test]
     fn reset_clears_every_counter() {

@@ -554,24 +554,12 @@ impl Cache {
         if h == NIL {
             return None;
         }
-        let class = self.lru_class(h);
-        let seg = Seg::of(self.hdr(h).iflags);
         let hdr = self.hdr_mut(h);
         hdr.refcount += 1;
         if let Some(e) = new_exptime {
             hdr.exptime = e;
         }
-        let stats = &mut self.class_stats[class as usize];
-        if new_exptime.is_some() {
-            stats.touch_hits += 1;
-        } else {
-            match seg {
-                Seg::Hot => stats.hits_to_hot += 1,
-                Seg::Warm => stats.hits_to_warm += 1,
-                Seg::Cold => stats.hits_to_cold += 1,
-                Seg::Temp => stats.hits_to_temp += 1,
-            }
-        }
+        self.count_hit(&ItemRef(h), new_exptime.is_some());
         self.bump(h);
         Some(ItemRef(h))
     }

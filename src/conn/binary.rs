@@ -256,21 +256,7 @@ fn get(
     let new_exptime = touch.then(|| ctx.clock.realtime_unsigned(be32(extras)));
     let hit = ctx.cache.get(key, new_exptime);
     ctx.detail.record_get(key, hit.is_some());
-    match (&hit, touch) {
-        (Some(_), true) => ctx.counters.cmd_touch += 1,
-        (None, true) => {
-            ctx.counters.cmd_touch += 1;
-            ctx.counters.touch_misses += 1;
-        }
-        (Some(_), false) => {
-            ctx.counters.cmd_get += 1;
-            ctx.counters.get_hits += 1;
-        }
-        (None, false) => {
-            ctx.counters.cmd_get += 1;
-            ctx.counters.get_misses += 1;
-        }
-    }
+    ctx.counters.count_fetch(hit.is_some(), touch);
     let Some(it) = hit else {
         if t.quiet {
             return;

@@ -227,21 +227,7 @@ fn get(region: &[u8], cas: bool, touch: Option<i32>, out: &mut OutQueue, ctx: &m
         }
         let hit = ctx.cache.get(key, new_exptime);
         ctx.detail.record_get(key, hit.is_some());
-        match (&hit, touch.is_some()) {
-            (Some(_), true) => ctx.counters.cmd_touch += 1,
-            (None, true) => {
-                ctx.counters.cmd_touch += 1;
-                ctx.counters.touch_misses += 1;
-            }
-            (Some(_), false) => {
-                ctx.counters.cmd_get += 1;
-                ctx.counters.get_hits += 1;
-            }
-            (None, false) => {
-                ctx.counters.cmd_get += 1;
-                ctx.counters.get_misses += 1;
-            }
-        }
+        ctx.counters.count_fetch(hit.is_some(), touch.is_some());
         if let Some(it) = hit {
             if let Some(fd) = ctx.trace {
                 eprintln!(">{fd} sending key {}", String::from_utf8_lossy(key));

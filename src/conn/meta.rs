@@ -68,6 +68,14 @@ fn prepare(
     Ok((flags, key, toks.iter().map(|t| t.to_vec()).collect()))
 }
 
+/// [`prepare`] for `md` and `ma`, which report every flag error as one.
+fn prepare_md_ma(t: &Tokens<'_>) -> Result<(Flags, Key, Vec<Vec<u8>>), &'static str> {
+    prepare(t, 2, "CLIENT_ERROR options flags too long").map_err(|r| match r {
+        Refusal::Shape(e) => e,
+        Refusal::Flags(_) => "CLIENT_ERROR invalid or duplicate flag",
+    })
+}
+
 fn line(out: &mut OutQueue, text: &str) {
     out.line(text.as_bytes());
 }
@@ -166,13 +174,7 @@ fn mg(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     }
     let ttl_set = f.ttl.is_some();
     let Some(it) = hit else {
-        if ttl_set {
-            ctx.counters.cmd_touch += 1;
-            ctx.counters.touch_misses += 1;
-        } else {
-            ctx.counters.cmd_get += 1;
-            ctx.counters.get_misses += 1;
-        }
+        ctx.counters.count_fetch(false, ttl_set);
         let mut text = b"EN".to_vec();
         if !push_opaque_and_key(&mut text, &toks, key, f.base64) {
             return line(out, OPAQUE_TOO_LONG);
@@ -274,12 +276,7 @@ fn mg(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
         ctx.cache.bump_item(&it);
     }
     ctx.cache.count_hit(&it, ttl_set);
-    if ttl_set {
-        ctx.counters.cmd_touch += 1;
-    } else {
-        ctx.counters.cmd_get += 1;
-        ctx.counters.get_hits += 1;
-    }
+    ctx.counters.count_fetch(true, ttl_set);
     out.line(&text);
     if f.value {
         out.item(it, len + 2);
@@ -419,10 +416,9 @@ pub(super) fn complete_store(p: PendingStore, m: &MetaStore, out: &mut OutQueue,
 }
 
 fn md(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
-    let (f, key, toks) = match prepare(t, 2, "CLIENT_ERROR options flags too long") {
+    let (f, key, toks) = match prepare_md_ma(t) {
         Ok(p) => p,
-        Err(Refusal::Shape(e)) => return line(out, e),
-        Err(Refusal::Flags(_)) => return line(out, "CLIENT_ERROR invalid or duplicate flag"),
+        Err(e) => return line(out, e),
     };
     let key = key.bytes();
     let mut flags_text = Vec::new();
@@ -465,10 +461,9 @@ fn md(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
 }
 
 fn ma(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
-    let (f, key, toks) = match prepare(t, 2, "CLIENT_ERROR options flags too long") {
+    let (f, key, toks) = match prepare_md_ma(t) {
         Ok(p) => p,
-        Err(Refusal::Shape(e)) => return line(out, e),
-        Err(Refusal::Flags(_)) => return line(out, "CLIENT_ERROR invalid or duplicate flag"),
+        Err(e) => return line(out, e),
     };
     let key = key.bytes();
     let incr = match f.mode {
