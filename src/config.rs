@@ -629,6 +629,25 @@ fn license() -> String {
     )
 }
 
+/// memcached 1.6.18 suboptions of subsystems rmemcached does not have,
+/// with the subsystem's name; other unknown suboptions get memcached's own
+/// `Illegal suboption` message.
+fn unsupported_suboption(key: &str) -> Option<&'static str> {
+    Some(match key {
+        k if k.starts_with("ext_") => "extstore",
+        k if k.starts_with("ssl_") => "TLS",
+        k if k.starts_with("proxy_") => "the proxy",
+        "watcher_logbuf_size" | "worker_logbuf_size" => "the logger",
+        "read_buf_mem_limit" | "resp_obj_mem_limit" => "memcached's buffer pools",
+        "drop_privileges" | "no_drop_privileges" | "relaxed_privileges" => "the seccomp sandbox",
+        "slab_sizes" => "explicit slab class sizes",
+        "no_chunked_items" => "unchunked large items",
+        "inline_ascii_resp" | "no_inline_ascii_resp" => "inline ASCII responses",
+        "sock_cookie_id" => "socket cookies",
+        _ => return None,
+    })
+}
+
 /// Parses `args` (without the program name).
 pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
     let m = options()
@@ -925,7 +944,14 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
                 "maxconns_fast" => c.maxconns_fast = true,
                 "no_maxconns_fast" => c.maxconns_fast = false,
                 "track_sizes" => c.track_sizes = true,
-                _ => return Err(refuse(format!("Illegal suboption \"{key}\""))),
+                _ => {
+                    return Err(match unsupported_suboption(key) {
+                        Some(what) => {
+                            refuse(format!("rmemcached: -o {key} is not supported ({what})"))
+                        }
+                        None => refuse(format!("Illegal suboption \"{key}\"")),
+                    })
+                }
             }
         }
     }
@@ -1049,6 +1075,21 @@ mod tests {
     }
 
     #[test]
+    fn suboptions_of_missing_subsystems_are_named() {
+        let a = vec!["-o".to_string(), "ext_path=/tmp/x:64m".to_string()];
+        let Err(Refused(msg, code)) = parse("rmemcached", &a) else {
+            panic!("accepted")
+        };
+        assert_eq!(msg, "rmemcached: -o ext_path is not supported (extstore)");
+        assert_eq!(code, 1);
+        let a = vec!["-o".to_string(), "bogus".to_string()];
+        let Err(Refused(msg, _)) = parse("rmemcached", &a) else {
+            panic!("accepted")
+        };
+        assert_eq!(msg, "Illegal suboption \"bogus\"");
+    }
+
+    #[test]
     fn refusals() {
         for args in [
             &["-j"][..],
@@ -1056,6 +1097,8 @@ mod tests {
             &["-S", "-B", "ascii"],
             &["-S", "-U", "11211"],
             &["-Y", "/tmp/f", "-B", "binary"],
+            &["-o", "ext_path=/tmp/x:64m"],
+            &["-o", "ssl_chain_cert=/tmp/c"],
             &["-o", "bogus_opt"],
             &["-I", "512"],
             &["-f", "1"],
