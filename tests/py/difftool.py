@@ -1,20 +1,22 @@
-"""Shared machinery for the meta and binary differential suites
-(test_differential_meta.py, test_differential_binary.py).
+"""The engine of the differential suites: the same bytes go to memcached
+1.6.18 and to rmemcached, and the replies must be identical after
+normalisation.  Used by test_differential.py (classic text protocol; its
+docstring describes modes, barriers and split sends), test_differential_meta.py
+and test_differential_binary.py.
 
-It generalises the engine of test_differential.py (whose text-protocol
-behaviour is unchanged: that file keeps its own copy and is only imported
-from here) to two reply protocols:
+Two reply protocols:
 
   text    replies are text lines, with `VALUE ...` and meta `VA <n> ...` data
           blocks skipped by their declared length; the sentinel is
-          `version\\r\\n` (VERSION line), as in test_differential.py.
+          `version\\r\\n` (VERSION line).
   binary  replies are 24-byte-header response packets; the sentinel is a
           binary Noop whose opaque is SENTINEL_OPAQUE (no case uses it).
 
 A Case picks its protocol (`proto`); modes sentinel/eof/close, barriers,
-whole/random-split/one-byte sends, CAS renaming and mismatch collection work
-as in test_differential.py.  Each Differ keeps its own stall counter, so a
-stalled rmemcached in one module does not cut short another module.
+whole/random-split/one-byte sends, CAS renaming and mismatch collection are
+described in test_differential.py.  Each suite's Differs share one stall
+counter (differ_fixture), so a stalled rmemcached in one module does not cut
+short another module.
 
 Normalisation (done on each side separately, then compared byte for byte):
   * CAS values are renamed by order of first appearance within a case
@@ -32,8 +34,10 @@ Normalisation (done on each side separately, then compared byte for byte):
 """
 import difflib
 import hashlib
+import random
 import re
 import select
+import socket
 import struct
 import time
 from dataclasses import dataclass
@@ -41,14 +45,17 @@ from dataclasses import dataclass
 import pytest
 
 from conftest import MEMCACHED_BIN, RMEMCACHED_BIN
-from test_differential import (  # noqa: F401  (re-exported for the suites)
-    BARRIER, CASE_TIMEOUT, GAP, MAX_SHOWN, SEED, Obs, blk, byte_pieces, count_version_commands,
-    half_close, long_line_risk, merge, random_pieces, read_to_eof, short_repr,
-)
 
+SEED = 20261124
 TEXT_SENTINEL = b"version\r\n"
 SENTINEL_OPAQUE = 0x5E471E11
-MAX_SUT_STALLS = 6
+CASE_TIMEOUT = 2.0
+GAP = 0.001  # seconds between split sends
+MAX_SHOWN = 30
+MAX_SUT_STALLS = 6  # give up on a test function after this many rmemcached timeouts
+# ... and on all the following ones of the same suite after twice as many
+
+BARRIER = None  # in a chunk list: wait until everything before is answered
 
 
 # ---------------------------------------------------------------------------
@@ -251,10 +258,12 @@ PADDED_NUMBER = re.compile(rb"([0-9]+) +\r\n\Z")
 
 
 def padding_free_text(data):
-    """Drop the space padding memcached leaves after an in-place decrement
-    that shortened a number ("100" -1 -> "99 "), in VALUE and VA blocks, and
-    fix the declared length (and a meta `s<size>` flag).  Whether memcached
-    works in place is racy (see padding_free in test_differential.py)."""
+    """Drop the space padding memcached leaves after an in-place incr/decr
+    that shortened a number ("100" decr 1 -> "99 "), in VALUE and VA blocks,
+    and fix the declared length (and a meta `s<size>` flag).  memcached only
+    works in place when nothing else holds a reference to the item, and its
+    LRU threads take references to items that were fetched before, so for
+    such items padded and unpadded results both occur with the same input."""
     out = []
     pending = None
     for kind, v in parse_text(data):
@@ -295,11 +304,11 @@ def padding_free_text(data):
 @dataclass
 class Case:
     name: str
-    chunks: list  # bytes, or BARRIER
-    mode: str = "sentinel"  # "sentinel" | "eof" | "close"
-    split: bool = True
-    one_byte: bool = False
-    strict: bool = True  # False: number padding may differ (padding_free_text)
+    chunks: list  # bytes, or BARRIER; each bytes chunk is one send in "whole" mode
+    mode: str = "sentinel"  # how the last step ends: "sentinel" | "eof" | "close"
+    split: bool = True  # may be re-split into random pieces / single bytes
+    one_byte: bool = False  # include in the one-byte-per-send subset
+    strict: bool = True  # False: incr/decr space padding may differ (see padding_free_text)
     proto: str = "text"  # reply protocol: "text" | "binary"
 
     def __post_init__(self):
@@ -326,6 +335,110 @@ class Case:
         return b"".join(ch for ch in self.chunks if ch is not BARRIER)
 
 
+def count_version_commands(stream):
+    """`version` command lines in a stream (approximate: ignores data blocks)."""
+    n = 0
+    for line in stream.split(b"\n")[:-1]:
+        if len(line) > 1 and line.endswith(b"\r"):
+            line = line[:-1]
+        toks = [t for t in line.split(b"\x00")[0].split(b" ") if t]
+        if toks and toks[0] == b"version":
+            n += 1
+    return n
+
+
+def long_line_risk(stream):
+    """True when a stretch of > 2000 bytes without newline is not a get/gets
+    line: memcached closes the connection when it holds more than 2048 bytes
+    without a newline (except for get/gets), so the outcome of splitting such
+    a stream depends on read boundaries."""
+    for seg in stream.split(b"\n"):
+        if len(seg) > 2000 and not seg.lstrip(b" ").startswith((b"get ", b"gets ")):
+            return True
+    return False
+
+
+def blk(verb, key, data, flags=b"0", exptime=b"0", extra=b"", length=None,
+        term=b"\r\n", eol=b"\r\n"):
+    """A storage command with its data block."""
+    n = str(len(data) if length is None else length).encode()
+    line = b" ".join([verb, key, flags, exptime, n]) + extra
+    return line + eol + data + term
+
+
+def merge(parts):
+    """Flatten nested parts and join adjacent bytes into one chunk."""
+    out = [b""]
+    for p in parts:
+        for q in (p if isinstance(p, list) else [p]):
+            if q is not BARRIER:
+                out[-1] += q
+            elif out[-1]:  # no empty steps
+                out += [BARRIER, b""]
+    return out if out[-1] else out[:-1]
+
+
+def corpus(handwritten, generated, built=None):
+    """A suite's all_cases() -> (hand-written cases, generated cases), made
+    on the first call; case names must be unique.  built(cases) is called
+    once they are made."""
+    cache = []
+
+    def all_cases():
+        if not cache:
+            hand, gen = handwritten(), generated()
+            names = [c.name for c in hand + gen]
+            assert len(names) == len(set(names)), "duplicate case names"
+            cache[:] = [hand, gen]
+            if built is not None:
+                built(hand + gen)
+        return cache[0], cache[1]
+    return all_cases
+
+
+# ---------------------------------------------------------------------------
+# Splitting
+
+
+def random_pieces(chunks, rng):
+    """Split each chunk at random points, favouring points next to CR/LF
+    (between CR and LF, right after a command line)."""
+    pieces = []
+    for ch in chunks:
+        if len(ch) < 2:
+            pieces.append(ch)
+            continue
+        cuts = set()
+        crlf = [i + 1 for i, b in enumerate(ch[:-1]) if b in (10, 13)]
+        for _ in range(rng.randint(1, min(8, len(ch) - 1))):
+            if crlf and rng.random() < 0.5:
+                cuts.add(rng.choice(crlf))
+            else:
+                cuts.add(rng.randrange(1, len(ch)))
+        prev = 0
+        for cut in sorted(cuts):
+            pieces.append(ch[prev:cut])
+            prev = cut
+        pieces.append(ch[prev:])
+    return pieces
+
+
+def seeded_split(case):
+    """Random split of a case's chunks, seeded by SEED, name and content."""
+    def split(chunks):
+        return random_pieces(chunks, random.Random(
+            "%d/%s/%s" % (SEED, case.name, hashlib.sha1(b"".join(chunks)).hexdigest())))
+    return split
+
+
+def byte_pieces(chunks):
+    return [bytes([b]) for b in b"".join(chunks)]
+
+
+# ---------------------------------------------------------------------------
+# Talking to a server
+
+
 PROTOS = {
     "text": (TEXT_SENTINEL, text_done, text_strip),
     "binary": (BIN_SENTINEL, bin_done, bin_strip),
@@ -333,8 +446,9 @@ PROTOS = {
 
 
 def exchange(sock, pieces, mode, done, count):
-    """test_differential.exchange with a pluggable end-of-reply test
-    done(buf, count).  Returns (status, raw reply bytes)."""
+    """Send pieces (GAP apart), reading concurrently, until the case is over;
+    in sentinel mode done(buf, count) tells when the reply is complete.
+    Returns (status, raw reply bytes)."""
     sock.setblocking(False)
     buf = bytearray()
     pending = list(pieces)
@@ -359,7 +473,7 @@ def exchange(sock, pieces, mode, done, count):
                 d = sock.recv(1 << 20)
             except BlockingIOError:
                 d = None
-            except OSError:
+            except OSError:  # reset by peer
                 d = b""
             if d == b"":
                 status = "closed"
@@ -375,7 +489,7 @@ def exchange(sock, pieces, mode, done, count):
                 out = out[n:]
             except BlockingIOError:
                 pass
-            except OSError:
+            except OSError:  # server closed: stop sending, keep reading
                 out = b""
                 pending = []
             if not out:
@@ -400,13 +514,41 @@ def exchange(sock, pieces, mode, done, count):
     return status, bytes(buf)
 
 
+def half_close(sock):
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def read_to_eof(sock, timeout):
+    buf = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([sock], [], [], deadline - time.monotonic())
+        if not r:
+            break
+        try:
+            d = sock.recv(1 << 20)
+        except BlockingIOError:
+            continue
+        except OSError:
+            break
+        if not d:
+            break
+        buf += d
+    return bytes(buf)
+
+
 class DialogError(Exception):
     pass
 
 
 class Dialog:
     """Step-by-step exchange on one connection (for cases that must read a
-    CAS value before building the next request)."""
+    CAS value before building the next request): each step is answered fully
+    (sentinel) before the next one is built.  The transcript holds the
+    normalised replies, not the sent bytes (they contain raw CAS values)."""
 
     def __init__(self, sock, proto, normaliser, casmap):
         self.sock = sock
@@ -420,7 +562,7 @@ class Dialog:
         count = count_version_commands(data) if self.proto == "text" else 0
         pieces = [data + sentinel] if mode == "sentinel" else [data]
         status, buf = exchange(self.sock, pieces, mode, done, count)
-        step = b"<step %d>\n" % len(self.transcript)
+        step = b"<step %d>" % len(self.transcript) + (b"\r\n" if self.proto == "text" else b"\n")
         if mode == "sentinel" and status != "answered":
             self.transcript.append(step + self.normaliser(buf, self.casmap)
                                    + b"<" + status.encode() + b">")
@@ -433,6 +575,21 @@ class Dialog:
     def fail(self, why):
         self.transcript.append(b"<" + why.encode() + b">")
         raise DialogError(why)
+
+    def cas(self, reply, key):
+        """The CAS value of `key` in a text `VALUE` reply (gets, gats)."""
+        for kind, v in parse_text(reply):
+            toks = v.split(b" ")
+            if kind == "line" and toks[0] == b"VALUE" and toks[1] == key and len(toks) == 5:
+                return toks[4]
+        self.transcript.append(b"<no cas for %r>" % key)
+        raise DialogError("no cas value for %r in %r" % (key, reply[:200]))
+
+
+@dataclass
+class Obs:
+    status: str
+    data: bytes
 
 
 class Target:
@@ -471,12 +628,19 @@ class Target:
                 time.sleep(0.05)
         raise ConnectionError("%s: cannot reset: %s" % (self.label, last))
 
-    def run(self, case, split):
+    def connect(self):
+        """A fresh connection after a reset, or the Obs of a harness error."""
         try:
             self.reset()
-            sock = self.server.connect(timeout=5)
+            return self.server.connect(timeout=5)
         except OSError as e:
             return Obs("harness error: %s" % e, b"")
+
+    def run(self, case, split):
+        """Run a case; split(chunks) -> pieces decides how each step is sent."""
+        sock = self.connect()
+        if isinstance(sock, Obs):
+            return sock
         sentinel, done, strip = PROTOS[case.proto]
         replies = []
         try:
@@ -498,11 +662,9 @@ class Target:
         return Obs(status, self.normalisers[case.proto](b"".join(replies), {}))
 
     def dialog(self, fn, proto):
-        try:
-            self.reset()
-            sock = self.server.connect(timeout=5)
-        except OSError as e:
-            return Obs("harness error: %s" % e, b"")
+        sock = self.connect()
+        if isinstance(sock, Obs):
+            return sock
         d = Dialog(sock, proto, self.normalisers[proto], {})
         try:
             fn(d)
@@ -516,6 +678,13 @@ class Target:
 
 # ---------------------------------------------------------------------------
 # Reporting
+
+
+def short_repr(b, limit=300):
+    r = repr(b)
+    if len(r) <= limit:
+        return r
+    return r[:limit] + "...<%d bytes, sha1 %s>" % (len(b), hashlib.sha1(b).hexdigest()[:10])
 
 
 def reply_lines(obs):
@@ -536,8 +705,15 @@ def describe(label, name, stream, ref, sut):
 
 
 class Differ:
-    def __init__(self, label, start_server, capsys, normalisers, padding_free=None,
-                 args=(), stall_box=None):
+    """Runs cases on both servers and collects the mismatches; finish()
+    prints the counts and fails the test if anything differed.  normalisers:
+    proto -> f(buf, casmap) -> bytes; padding_free(data) is what non-strict
+    cases are compared with when they differ."""
+
+    def __init__(self, label, start_server, capsys, normalisers=None,
+                 padding_free=padding_free_text, args=(), stall_box=None):
+        if normalisers is None:
+            normalisers = {"text": normalise_text}
         self.label = label
         self.capsys = capsys
         self.padding_free = padding_free
@@ -598,12 +774,49 @@ class Differ:
                         pytrace=False)
 
 
-def seeded_split(case):
-    """Random split of a case's chunks, seeded by SEED, name and content."""
-    import random
+def differ_fixture(**options):
+    """A suite's `differ` fixture: differ(label) -> Differ(label, ...,
+    **options), on two fresh servers.  The suite's Differs share one stall
+    counter."""
+    stall_box = [0]
 
-    def split(chunks):
-        return random_pieces(chunks, random.Random(
-            "%d/%s/%s" % (SEED, case.name, hashlib.sha1(b"".join(chunks)).hexdigest())))
-    return split
+    @pytest.fixture
+    def differ(start_server, capsys):
+        return lambda label: Differ(label, start_server, capsys, stall_box=stall_box, **options)
+    return differ
 
+
+# ---------------------------------------------------------------------------
+# The passes of a suite: each test function runs one and then finish()es
+
+
+def run_whole(d, cases):
+    """Each case as written: one send per chunk."""
+    for case in cases:
+        d.case(case, list)
+    d.finish()
+
+
+def run_split(d, hand, gen):
+    """Every case that allows it, split at seeded random points."""
+    for case in hand + gen:
+        if case.split:
+            d.case(case, seeded_split(case))
+    d.finish()
+
+
+def run_one_byte(d, hand, gen, seed, sample):
+    """One byte per send: the hand-written cases marked one_byte, and
+    `sample` short generated ones drawn with random.Random(seed)."""
+    rng = random.Random(seed)
+    small = [c for c in gen if c.split and len(c.stream) <= 300]
+    chosen = [c for c in hand if c.one_byte and c.split] + rng.sample(small, sample)
+    for case in chosen:
+        d.case(case, byte_pieces)
+    d.finish()
+
+
+def run_dialogs(d, dialogs, proto="text", strict=True):
+    for fn in dialogs:
+        d.dialog(fn, proto, strict)
+    d.finish()

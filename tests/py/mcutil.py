@@ -7,7 +7,9 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import time
+import uuid
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -246,3 +248,34 @@ def bin_response(sock, timeout=DEFAULT_TIMEOUT):
         "extras": body[:extlen], "key": body[extlen:extlen + keylen],
         "value": body[extlen + keylen:],
     }
+
+
+# ---------------------------------------------------------------------------
+# Added for test_ascii_auth.py and test_sasl_options.py
+
+
+def tmp_file(content, prefix="rmc-auth", mode=0o644):
+    """A new file in /tmp holding `content` (bytes), with `mode`; -> its
+    path.  In /tmp and world-readable by default: servers started as root
+    read it after dropping to `nobody`.  The caller removes it."""
+    path = f"/tmp/{prefix}-{os.getpid()}-{uuid.uuid4().hex}.txt"
+    with open(path, "wb") as f:
+        f.write(content)
+    os.chmod(path, mode)
+    return path
+
+
+def run_refused(argv, env=None, timeout=5):
+    """Run a server command line that must be refused: (returncode, stdout,
+    stderr).  A server that starts anyway is killed after `timeout` seconds
+    and reported with returncode None (the test's assertions then fail on
+    its missing exit).  env: the process environment (None: inherited)."""
+    proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=5)
+        return None, out, err
+    return proc.returncode, out, err

@@ -36,19 +36,20 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import time
 import uuid
 
 import pytest
 
-from conftest import MEMCACHED_BIN, RMEMCACHED_BIN, free_port, user_args
+from conftest import free_port, user_args
 from mcutil import (
     command,
     connect,
     recv_until,
     recv_until_eof,
+    run_refused,
     stats,
+    tmp_file,
     wait_for,
 )
 
@@ -60,21 +61,13 @@ BAD_TERM = b"CLIENT_ERROR bad command line termination\r\n"
 USERS = b"alice:secret\nbob:hunter2\n"
 
 
-@pytest.fixture(params=["rmemcached", "memcached"])
-def binary(request):
-    return RMEMCACHED_BIN if request.param == "rmemcached" else MEMCACHED_BIN
-
-
 @pytest.fixture
 def auth_file():
     """Factory: auth_file(content bytes, mode=0o644) -> path in /tmp."""
     made = []
 
     def _make(content, mode=0o644):
-        path = f"/tmp/rmc-auth-{os.getpid()}-{uuid.uuid4().hex}.txt"
-        with open(path, "wb") as f:
-            f.write(content)
-        os.chmod(path, mode)
+        path = tmp_file(content, mode=mode)
         made.append(path)
         return path
 
@@ -87,10 +80,10 @@ def auth_file():
 
 
 @pytest.fixture
-def auth_server(start_server, binary, auth_file):
+def auth_server(start_server, server_bin, auth_file):
     """A server with -Y over alice:secret and bob:hunter2."""
     path = auth_file(USERS)
-    srv = start_server(binary, ["-Y", path])
+    srv = start_server(server_bin, ["-Y", path])
     srv.auth_path = path
     return srv
 
@@ -369,8 +362,8 @@ def test_settings_without_auth(server):
     assert st["binding_protocol"] == "auto-negotiate"
 
 
-def test_explicit_ascii_protocol_allowed(start_server, binary, auth_file):
-    srv = start_server(binary, ["-B", "ascii", "-Y", auth_file(USERS)])
+def test_explicit_ascii_protocol_allowed(start_server, server_bin, auth_file):
+    srv = start_server(server_bin, ["-B", "ascii", "-Y", auth_file(USERS)])
     assert fresh_login(srv.port, b"alice", b"secret") == b"STORED\r\n"
 
 
@@ -405,10 +398,10 @@ def test_auth_stats(auth_server):
 # The file
 
 
-def test_several_users(start_server, binary, auth_file):
+def test_several_users(start_server, server_bin, auth_file):
     path = auth_file(b"alice:secret\nbob:hunter2\ncarol:c0l0n:ok\n"
                      b"alice:second\ndave:p@ss!word\n")
-    srv = start_server(binary, ["-Y", path])
+    srv = start_server(server_bin, ["-Y", path])
     good = [(b"alice", b"secret"), (b"bob", b"hunter2"),
             (b"carol", b"c0l0n:ok"),   # the password is all after the 1st ':'
             (b"alice", b"second"),     # a user may have several entries
@@ -421,26 +414,26 @@ def test_several_users(start_server, binary, auth_file):
         assert fresh_login(srv.port, user, password) == FAILURE, (user, password)
 
 
-def test_only_the_first_eight_entries_count(start_server, binary, auth_file):
+def test_only_the_first_eight_entries_count(start_server, server_bin, auth_file):
     """memcached keeps at most 8 entries (MAX_ENTRIES) and silently ignores
     the rest of the file."""
     path = auth_file(b"".join(b"user%d:pass%d\n" % (i, i) for i in range(10)))
-    srv = start_server(binary, ["-Y", path])
+    srv = start_server(server_bin, ["-Y", path])
     for i in range(8):
         assert fresh_login(srv.port, b"user%d" % i, b"pass%d" % i) == b"STORED\r\n", i
     for i in (8, 9):
         assert fresh_login(srv.port, b"user%d" % i, b"pass%d" % i) == FAILURE, i
 
 
-def test_last_line_without_newline(start_server, binary, auth_file):
-    srv = start_server(binary, ["-Y", auth_file(b"alice:secret\nbob:hunter2")])
+def test_last_line_without_newline(start_server, server_bin, auth_file):
+    srv = start_server(server_bin, ["-Y", auth_file(b"alice:secret\nbob:hunter2")])
     assert fresh_login(srv.port, b"alice", b"secret") == b"STORED\r\n"
     assert fresh_login(srv.port, b"bob", b"hunter2") == b"STORED\r\n"
     assert fresh_login(srv.port, b"bob", b"hunter") == FAILURE
 
 
-def test_empty_file_lets_nobody_in(start_server, binary, auth_file):
-    srv = start_server(binary, ["-Y", auth_file(b"")])
+def test_empty_file_lets_nobody_in(start_server, server_bin, auth_file):
+    srv = start_server(server_bin, ["-Y", auth_file(b"")])
     with connect(srv.port) as s:
         assert command(s, b"version\r\n") == UNAUTH
         assert login(s) == FAILURE
@@ -450,48 +443,34 @@ def test_empty_file_lets_nobody_in(start_server, binary, auth_file):
 # Start-up errors
 
 
-def run_refused(argv, timeout=5):
-    """Run a command line that must be refused; a server that starts anyway
-    is killed (and the test's assertions fail on its missing exit)."""
-    proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(timeout=5)
-        return None, out, err
-    return proc.returncode, out, err
-
-
 def base(binary):
     return [binary, "-p", str(free_port()), "-l", "127.0.0.1"] + user_args()
 
 
-def test_missing_file(binary):
+def test_missing_file(server_bin):
     path = f"/tmp/rmc-auth-missing-{uuid.uuid4().hex}"
-    rc, out, err = run_refused(base(binary) + ["-U", "0", "-Y", path])
+    rc, out, err = run_refused(base(server_bin) + ["-U", "0", "-Y", path])
     assert (rc, out) == (1, b"")
     assert err == (f"Could not open authfile [{path}] for reading, error "
                    "No such file or directory: No such file or directory\n").encode()
 
 
-def test_unreadable_file(binary, auth_file):
+def test_unreadable_file(server_bin, auth_file):
     """Read after dropping privileges: as root with -u nobody, a 0600 root
     file is as unreadable as a 0000 one is to anyone else."""
     path = auth_file(USERS, mode=0o000)
     if os.access(path, os.R_OK) and os.geteuid() != 0:
         pytest.skip("mode 000 is readable here")
-    rc, out, err = run_refused(base(binary) + ["-U", "0", "-Y", path])
+    rc, out, err = run_refused(base(server_bin) + ["-U", "0", "-Y", path])
     assert (rc, out) == (1, b"")
     assert err == (f"Could not open authfile [{path}] for reading, error "
                    "Permission denied: Permission denied\n").encode()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (-u nobody)")
-def test_root_only_file_unreadable_after_dropping_privileges(binary, auth_file):
+def test_root_only_file_unreadable_after_dropping_privileges(server_bin, auth_file):
     path = auth_file(USERS, mode=0o600)
-    rc, out, err = run_refused(base(binary) + ["-U", "0", "-Y", path])
+    rc, out, err = run_refused(base(server_bin) + ["-U", "0", "-Y", path])
     assert (rc, out) == (1, b"")
     assert err == (f"Could not open authfile [{path}] for reading, error "
                    "Permission denied: Permission denied\n").encode()
@@ -505,37 +484,37 @@ def test_root_only_file_unreadable_after_dropping_privileges(binary, auth_file):
     b"# comment\nalice:secret\n",         # no comments
     b"\n",
 ], ids=["nocolon", "second-line", "blank-line", "trailing-blank", "comment", "only-newline"])
-def test_malformed_file(binary, auth_file, content):
+def test_malformed_file(server_bin, auth_file, content):
     path = auth_file(content)
-    rc, out, err = run_refused(base(binary) + ["-U", "0", "-Y", path])
+    rc, out, err = run_refused(base(server_bin) + ["-U", "0", "-Y", path])
     assert (rc, out) == (1, b"")
     # no trailing newline in memcached's message
     assert err == (f"Authfile [{path}] has a malformed entry. "
                    "Should be 'user:password'").encode()
 
 
-def test_udp_refused_with_ascii_auth(binary, auth_file):
+def test_udp_refused_with_ascii_auth(server_bin, auth_file):
     port = free_port()
     rc, out, err = run_refused(
-        [binary, "-p", str(port), "-U", str(port), "-l", "127.0.0.1"] + user_args()
+        [server_bin, "-p", str(port), "-U", str(port), "-l", "127.0.0.1"] + user_args()
         + ["-Y", auth_file(USERS)])
     assert (rc, out) == (64, b"")
     assert err == b"Cannot use UDP with ascii authentication enabled (-U 0 to disable)\n"
 
 
 @pytest.mark.parametrize("proto", ["binary", "auto"])
-def test_binary_protocol_refused_with_ascii_auth(binary, auth_file, proto):
-    rc, out, err = run_refused(base(binary) + ["-U", "0", "-Y", auth_file(USERS),
-                                               "-B", proto])
+def test_binary_protocol_refused_with_ascii_auth(server_bin, auth_file, proto):
+    rc, out, err = run_refused(base(server_bin) + ["-U", "0", "-Y", auth_file(USERS),
+                                                   "-B", proto])
     assert (rc, out) == (64, b"")
     assert err == (b"ERROR: You cannot allow the BINARY protocol while using "
                    b"ascii authentication tokens.\n")
 
 
-def test_protocol_checked_before_the_file(binary):
+def test_protocol_checked_before_the_file(server_bin):
     """-B binary is refused before the file is even opened."""
-    rc, out, err = run_refused(base(binary) + ["-U", "0", "-Y", "/nonexistent/auth",
-                                               "-B", "binary"])
+    rc, out, err = run_refused(base(server_bin) + ["-U", "0", "-Y", "/nonexistent/auth",
+                                                   "-B", "binary"])
     assert (rc, out) == (64, b"")
     assert err == (b"ERROR: You cannot allow the BINARY protocol while using "
                    b"ascii authentication tokens.\n")

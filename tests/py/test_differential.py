@@ -2,7 +2,8 @@
 
 The same byte streams go to both servers and the replies must be identical
 byte for byte, except that CAS unique numbers are renamed by order of first
-appearance within a case (each side separately).
+appearance within a case (each side separately).  The engine described
+here is difftool.py, shared with the meta and binary suites.
 
 Every case runs on a fresh connection after a `flush_all` + `verbosity 0` on a
 separate control connection, so state starts empty.  How the end of a case is
@@ -32,103 +33,21 @@ split=False and only sent whole.
 
 memcached itself is not deterministic everywhere; the corpus avoids those
 spots (see Gen), and generated cases compare incr/decr results up to the
-space padding of a shrunk number (see padding_free).  Hand-written cases are
-compared strictly and are built so that memcached pads deterministically.
+space padding of a shrunk number (see difftool.padding_free_text).
+Hand-written cases are compared strictly and are built so that memcached
+pads deterministically.
 
 All mismatches are collected and reported together at the end of each test
 function (first 30 shown).  RMC_DIFF_DUMP=path writes the whole corpus
 (hand-written and generated streams) to that path.
 """
-import difflib
-import hashlib
 import os
 import random
-import re
-import select
-import socket
-import time
-from dataclasses import dataclass
 
 import pytest
 
-from conftest import MEMCACHED_BIN, RMEMCACHED_BIN
-
-SEED = 20261124
-SENTINEL = b"version\r\n"
-CASE_TIMEOUT = 2.0
-GAP = 0.001  # seconds between split sends
-MAX_SHOWN = 30
-MAX_SUT_STALLS = 6  # give up on a test function after this many rmemcached timeouts
-MAX_SUT_STALLS_TOTAL = 12  # ... and on all the following ones after this many
-_STALLS = [0]
-
-
-# ---------------------------------------------------------------------------
-# Cases
-
-
-BARRIER = None  # in a chunk list: wait until everything before is answered
-
-
-@dataclass
-class Case:
-    name: str
-    chunks: list  # bytes, or BARRIER; each bytes chunk is one send in "whole" mode
-    mode: str = "sentinel"  # how the last step ends: "sentinel" | "eof" | "close"
-    split: bool = True  # may be re-split into random pieces / single bytes
-    one_byte: bool = False  # include in the one-byte-per-send subset
-    strict: bool = True  # False: incr/decr space padding may differ (see padding_free)
-
-    def __post_init__(self):
-        if isinstance(self.chunks, bytes):
-            self.chunks = [self.chunks]
-        assert self.mode in ("sentinel", "eof", "close"), self.mode
-        self.steps = [[]]
-        for ch in self.chunks:
-            if ch is BARRIER:
-                self.steps.append([])
-            else:
-                self.steps[-1].append(ch)
-        assert all(self.steps), "empty step in %s" % self.name
-        self.versions = [count_version_commands(b"".join(st)) for st in self.steps]
-        if self.split and long_line_risk(self.stream):
-            self.split = False
-
-    @property
-    def stream(self):
-        return b"".join(ch for ch in self.chunks if ch is not BARRIER)
-
-
-def count_version_commands(stream):
-    """`version` command lines in a stream (approximate: ignores data blocks)."""
-    n = 0
-    for line in stream.split(b"\n")[:-1]:
-        if len(line) > 1 and line.endswith(b"\r"):
-            line = line[:-1]
-        toks = [t for t in line.split(b"\x00")[0].split(b" ") if t]
-        if toks and toks[0] == b"version":
-            n += 1
-    return n
-
-
-def long_line_risk(stream):
-    """True when a stretch of > 2000 bytes without newline is not a get/gets
-    line: memcached closes the connection when it holds more than 2048 bytes
-    without a newline (except for get/gets), so the outcome of splitting such
-    a stream depends on read boundaries."""
-    for seg in stream.split(b"\n"):
-        if len(seg) > 2000 and not seg.lstrip(b" ").startswith((b"get ", b"gets ")):
-            return True
-    return False
-
-
-def blk(verb, key, data, flags=b"0", exptime=b"0", extra=b"", length=None,
-        term=b"\r\n", eol=b"\r\n"):
-    """A storage command with its data block."""
-    n = str(len(data) if length is None else length).encode()
-    line = b" ".join([verb, key, flags, exptime, n]) + extra
-    return line + eol + data + term
-
+from difftool import (BARRIER, SEED, Case, blk, corpus, differ_fixture, merge, run_dialogs,
+                      run_one_byte, run_split, run_whole, short_repr)
 
 K250 = b"a" * 249 + b"Z"
 K251 = b"b" * 250 + b"Y"
@@ -260,7 +179,8 @@ def handwritten_cases():
     # --- incr / decr
     add("incr_decr_basic", blk(b"set", b"n", b"10") + b"incr n 5\r\ndecr n 3\r\nget n\r\n"
         b"incr missing 1\r\ndecr missing 1\r\n", one_byte=True)
-    # (the shrinking incr/decr must come before any fetch of the key: see padding_free)
+    # (the shrinking incr/decr must come before any fetch of the key:
+    # see difftool.padding_free_text)
     add("decr_shrink_pads_with_spaces", blk(b"set", b"n", b"100") + b"decr n 1\r\nget n\r\n"
         b"incr n 1\r\nget n\r\n" + blk(b"set", b"m", b"1000") + b"decr m 995\r\ndecr m 5\r\n"
         b"get m\r\n" + blk(b"set", b"w", b"10000000000000000000\x00") + b"incr w 8446744073709551616\r\n"
@@ -461,8 +381,8 @@ class Gen:
     flush_all only marked as flushed), an over-long key in a multi-get only at
     the start of a step (memcached drops the replies it has not sent yet), no
     append/prepend to a key after incr/decr on it in the same case (whether
-    memcached pads a shrunk number with spaces is racy, see padding_free), no
-    incr/decr on a key that may hold 19 digits or more in mixed pipelines and
+    memcached pads a shrunk number with spaces is racy, see
+    difftool.padding_free_text), no incr/decr on a key that may hold 19 digits or more in mixed pipelines and
     none on a TAINTED value in numeric runs (see mc_number)."""
 
     def __init__(self, rng):
@@ -660,7 +580,7 @@ class Gen:
                 out.append(self.line([self.choice([b"get", b"gets"]), b"n"]))
             elif x < 0.9:
                 v = self.choice([b"0", b"5", b"x", b" 1", b"99", b"-"])
-                if arith:  # no append/prepend after incr/decr (see padding_free)
+                if arith:  # no append/prepend after incr/decr (see difftool.padding_free_text)
                     data = v
                     out.append(store(b"set", v))
                 else:
@@ -677,18 +597,6 @@ class Gen:
         sets = b"".join(blk(b"set", pool[i], self.value()) for i in self.r.sample(range(30), 8))
         verb = self.choice([b"get", b"gets"])
         return [sets + verb + b" " + b" ".join(self.choice(pool) for _ in range(nkeys)) + b"\r\n"]
-
-
-def merge(parts):
-    """Flatten nested parts and join adjacent bytes into one chunk."""
-    out = [b""]
-    for p in parts:
-        for q in (p if isinstance(p, list) else [p]):
-            if q is not BARRIER:
-                out[-1] += q
-            elif out[-1]:  # no empty steps
-                out += [BARRIER, b""]
-    return out if out[-1] else out[:-1]
 
 
 def generated_cases():
@@ -718,22 +626,11 @@ def generated_cases():
     return cases
 
 
-_CACHE = {}
-
-
-def all_cases():
-    if not _CACHE:
-        _CACHE["hand"] = handwritten_cases()
-        _CACHE["gen"] = generated_cases()
-        names = [c.name for c in _CACHE["hand"] + _CACHE["gen"]]
-        assert len(names) == len(set(names)), "duplicate case names"
-        dump = os.environ.get("RMC_DIFF_DUMP")
-        if dump:
-            write_dump(dump, _CACHE["hand"] + _CACHE["gen"])
-    return _CACHE["hand"], _CACHE["gen"]
-
-
-def write_dump(path, cases):
+def write_dump(cases):
+    """RMC_DIFF_DUMP=path: the whole corpus, readable, in that file."""
+    path = os.environ.get("RMC_DIFF_DUMP")
+    if not path:
+        return
     with open(path, "w") as f:
         f.write("# rmemcached differential corpus, seed %d, %d cases\n" % (SEED, len(cases)))
         for c in cases:
@@ -744,338 +641,7 @@ def write_dump(path, cases):
                         else short_repr(ch, 4000) + "\n")
 
 
-# ---------------------------------------------------------------------------
-# Splitting
-
-
-def random_pieces(chunks, rng):
-    """Split each chunk at random points, favouring points next to CR/LF
-    (between CR and LF, right after a command line)."""
-    pieces = []
-    for ch in chunks:
-        if len(ch) < 2:
-            pieces.append(ch)
-            continue
-        cuts = set()
-        crlf = [i + 1 for i, b in enumerate(ch[:-1]) if b in (10, 13)]
-        for _ in range(rng.randint(1, min(8, len(ch) - 1))):
-            if crlf and rng.random() < 0.5:
-                cuts.add(rng.choice(crlf))
-            else:
-                cuts.add(rng.randrange(1, len(ch)))
-        prev = 0
-        for cut in sorted(cuts):
-            pieces.append(ch[prev:cut])
-            prev = cut
-        pieces.append(ch[prev:])
-    return pieces
-
-
-def byte_pieces(chunks):
-    return [bytes([b]) for b in b"".join(chunks)]
-
-
-# ---------------------------------------------------------------------------
-# Talking to a server
-
-
-def parse_reply(buf):
-    """Split a reply stream into ('line', bytes) / ('data', bytes) / ('tail', bytes),
-    skipping VALUE data blocks by their declared length."""
-    items = []
-    i, n = 0, len(buf)
-    while i < n:
-        j = buf.find(b"\r\n", i)
-        if j < 0:
-            items.append(("tail", buf[i:]))
-            break
-        line = buf[i:j]
-        items.append(("line", line))
-        i = j + 2
-        if line.startswith(b"VALUE "):
-            toks = line.split(b" ")
-            if len(toks) in (4, 5) and toks[3].isdigit():
-                end = i + int(toks[3]) + 2
-                if end <= n:
-                    items.append(("data", buf[i:end]))
-                    i = end
-                else:
-                    items.append(("tail", buf[i:]))
-                    break
-    return items
-
-
-def last_line_start(buf):
-    i = buf.rfind(b"\r\n", 0, len(buf) - 2)
-    return i + 2 if i >= 0 else 0
-
-
-def sentinel_done(buf, versions):
-    if not buf.endswith(b"\r\n"):
-        return False
-    if not buf.startswith(b"VERSION ", last_line_start(buf)):
-        return False
-    seen = sum(1 for kind, v in parse_reply(buf) if kind == "line" and v.startswith(b"VERSION "))
-    return seen >= versions + 1
-
-
-def strip_sentinel(buf):
-    return buf[:last_line_start(buf)]
-
-
-def normalise(buf, casmap):
-    out = []
-    for kind, v in parse_reply(buf):
-        if kind == "line":
-            toks = v.split(b" ")
-            if toks[0] == b"VALUE" and len(toks) == 5 and toks[3].isdigit() and toks[4].isdigit():
-                toks[4] = b"c%d" % casmap.setdefault(toks[4], len(casmap) + 1)
-                v = b" ".join(toks)
-            out.append(v + b"\r\n")
-        else:
-            out.append(v)
-    return b"".join(out)
-
-
-PADDED_NUMBER = re.compile(rb"([0-9]+) +\r\n\Z")
-def padding_free(data):
-    """Remove the space padding memcached leaves after an in-place incr/decr
-    that shortened a number ("100" decr 1 -> "99 ").  memcached only works in
-    place when nothing else holds a reference to the item, and its LRU
-    threads take references to items that were fetched before, so for such
-    items padded and unpadded results both occur with the same input."""
-    out = []
-    pending = None
-    for kind, v in parse_reply(data):
-        if kind == "line" and v.startswith(b"VALUE "):
-            pending = v
-            continue
-        if kind == "data" and pending is not None:
-            m = PADDED_NUMBER.match(v)
-            if m:
-                toks = pending.split(b" ")
-                toks[3] = b"%d" % len(m.group(1))
-                pending, v = b" ".join(toks), m.group(1) + b"\r\n"
-            out.append(pending + b"\r\n")
-            pending = None
-            out.append(v)
-            continue
-        if pending is not None:
-            out.append(pending + b"\r\n")
-            pending = None
-        out.append(v + b"\r\n" if kind == "line" else v)
-    if pending is not None:
-        out.append(pending + b"\r\n")
-    return b"".join(out)
-
-
-@dataclass
-class Obs:
-    status: str
-    data: bytes
-
-
-class Target:
-    """One server: a control connection for resets, a fresh connection per case."""
-
-    def __init__(self, label, server):
-        self.label = label
-        self.server = server
-        self.ctl = None
-
-    def reset(self):
-        code = self.server.proc.poll()
-        if code is not None:
-            raise ConnectionError("%s exited with status %s" % (self.label, code))
-        last = None
-        for _ in range(2):
-            try:
-                if self.ctl is None:
-                    self.ctl = self.server.connect(timeout=2)
-                self.ctl.sendall(b"flush_all\r\nverbosity 0\r\n")
-                buf = b""
-                while len(buf) < 8:
-                    d = self.ctl.recv(64)
-                    if not d:
-                        raise ConnectionError("control connection closed")
-                    buf += d
-                if buf != b"OK\r\nOK\r\n":
-                    raise ConnectionError("control reset replied %r" % buf)
-                return
-            except OSError as e:
-                last = e
-                if self.ctl is not None:
-                    self.ctl.close()
-                self.ctl = None
-                time.sleep(0.05)
-        raise ConnectionError("%s: cannot reset: %s" % (self.label, last))
-
-    def run(self, case, split):
-        """Run a case; split(chunks) -> pieces decides how each step is sent."""
-        try:
-            self.reset()
-            sock = self.server.connect(timeout=5)
-        except OSError as e:
-            return Obs("harness error: %s" % e, b"")
-        replies = []
-        try:
-            for i, step in enumerate(case.steps):
-                last = i == len(case.steps) - 1
-                mode = case.mode if last else "sentinel"
-                pieces = list(split(step))
-                if mode == "sentinel":
-                    pieces[-1] = pieces[-1] + SENTINEL
-                status, buf = exchange(sock, pieces, mode, case.versions[i])
-                if status == "answered":
-                    buf = strip_sentinel(buf)
-                replies.append(buf)
-                if not last and status != "answered":
-                    status = "step %d: %s" % (i + 1, status)
-                    break
-        finally:
-            sock.close()
-        return Obs(status, normalise(b"".join(replies), {}))
-
-    def dialog(self, fn):
-        try:
-            self.reset()
-            sock = self.server.connect(timeout=5)
-        except OSError as e:
-            return Obs("harness error: %s" % e, b"")
-        d = Dialog(sock)
-        try:
-            fn(d)
-            status = "answered"
-        except DialogError as e:
-            status = "dialog aborted: %s" % e
-        finally:
-            sock.close()
-        return Obs(status, normalise(b"".join(d.transcript), {}))
-
-
-def exchange(sock, pieces, mode, versions):
-    """Send pieces (GAP apart), reading concurrently, until the case is over.
-    Returns (status, raw reply bytes)."""
-    sock.setblocking(False)
-    buf = bytearray()
-    pending = list(pieces)
-    out = b""
-    sending = True
-    next_at = 0.0
-    deadline = time.monotonic() + CASE_TIMEOUT
-    status = None
-    while status is None:
-        now = time.monotonic()
-        if now >= deadline:
-            status = "timeout"
-            break
-        if sending and not out and pending and now >= next_at:
-            out = memoryview(pending.pop(0))
-        wait = deadline - now
-        if sending and not out and pending:
-            wait = min(wait, max(0.0, next_at - now))
-        r, w, _ = select.select([sock], [sock] if out else [], [], wait)
-        if r:
-            try:
-                d = sock.recv(1 << 20)
-            except BlockingIOError:
-                d = None
-            except OSError:  # reset by peer
-                d = b""
-            if d == b"":
-                status = "closed"
-                break
-            if d:
-                buf += d
-                if mode == "sentinel" and sentinel_done(buf, versions):
-                    status = "answered"
-                    break
-        if w and out:
-            try:
-                n = sock.send(out)
-                out = out[n:]
-            except BlockingIOError:
-                pass
-            except OSError:  # server closed: stop sending, keep reading
-                out = b""
-                pending = []
-            if not out:
-                out = b""
-                next_at = time.monotonic() + GAP
-                if not pending:
-                    sending = False
-                    if mode == "eof":
-                        half_close(sock)
-    if mode == "sentinel":
-        if status == "closed":
-            status = "closed before the sentinel reply"
-        elif status == "timeout":
-            half_close(sock)
-            buf += read_to_eof(sock, 1.0)
-            status = "no sentinel reply within %gs" % CASE_TIMEOUT
-    elif mode == "eof":
-        status = "eof" if status == "closed" else "no EOF within %gs after half-close" % CASE_TIMEOUT
-    else:
-        status = "closed by server" if status == "closed" else \
-            "connection still open after %gs" % CASE_TIMEOUT
-    return status, bytes(buf)
-
-
-def half_close(sock):
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-def read_to_eof(sock, timeout):
-    buf = bytearray()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([sock], [], [], deadline - time.monotonic())
-        if not r:
-            break
-        try:
-            d = sock.recv(1 << 20)
-        except BlockingIOError:
-            continue
-        except OSError:
-            break
-        if not d:
-            break
-        buf += d
-    return bytes(buf)
-
-
-class DialogError(Exception):
-    pass
-
-
-class Dialog:
-    """Step-by-step exchange on one connection; each step is answered fully
-    (sentinel) before the next one is built."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.transcript = []
-
-    def send(self, data):
-        status, buf = exchange(self.sock, [data + SENTINEL], "sentinel", count_version_commands(data))
-        if status != "answered":
-            self.transcript.append(buf + b"<" + status.encode() + b">")
-            raise DialogError(status)
-        reply = strip_sentinel(buf)
-        # the sent bytes are not recorded: they contain raw cas values
-        self.transcript.append(b"<step %d>\r\n" % len(self.transcript) + reply)
-        return reply
-
-    def cas(self, reply, key):
-        for kind, v in parse_reply(reply):
-            toks = v.split(b" ")
-            if kind == "line" and toks[0] == b"VALUE" and toks[1] == key and len(toks) == 5:
-                return toks[4]
-        self.transcript.append(b"<no cas for %r>" % key)
-        raise DialogError("no cas value for %r in %r" % (key, reply[:200]))
+all_cases = corpus(handwritten_cases, generated_cases, write_dump)
 
 
 # ---------------------------------------------------------------------------
@@ -1187,87 +753,7 @@ DIALOGS = [f for name, f in sorted(globals().items()) if name.startswith("dlg_")
 
 
 # ---------------------------------------------------------------------------
-# Reporting
-
-
-def short_repr(b, limit=300):
-    r = repr(b)
-    if len(r) <= limit:
-        return r
-    return r[:limit] + "...<%d bytes, sha1 %s>" % (len(b), hashlib.sha1(b).hexdigest()[:10])
-
-
-def reply_lines(obs):
-    lines = [short_repr(x, 160) for x in obs.data.split(b"\n")]
-    if lines and lines[-1] == "b''":
-        lines.pop()
-    return ["[%s]" % obs.status] + lines
-
-
-def describe(label, name, stream, ref, sut):
-    diff = list(difflib.unified_diff(reply_lines(ref), reply_lines(sut),
-                                     "memcached", "rmemcached", n=2, lineterm=""))
-    if len(diff) > 40:
-        diff = diff[:40] + ["... (%d more diff lines)" % (len(diff) - 40)]
-    return "\n".join(["--- [%s] %s" % (label, name),
-                      "    stream (%d bytes): %s" % (len(stream), short_repr(stream))]
-                     + ["    " + line for line in diff])
-
-
-class Differ:
-    def __init__(self, label, start_server, capsys):
-        self.label = label
-        self.capsys = capsys
-        self.ref = Target("memcached", start_server(MEMCACHED_BIN))
-        self.sut = Target("rmemcached", start_server(RMEMCACHED_BIN))
-        self.total = 0
-        self.padding_only = 0
-        self.mismatches = []
-        self.stalls = 0
-        self.aborted = None
-
-    def compare(self, name, stream, run, strict=True):
-        if _STALLS[0] >= MAX_SUT_STALLS_TOTAL and not self.aborted:
-            self.aborted = "not run: rmemcached stalled %d times in this module" % _STALLS[0]
-        if self.aborted:
-            return None
-        self.total += 1
-        ref = run(self.ref)
-        sut = run(self.sut)
-        if ref.status != sut.status and ("within" in sut.status or "still open" in sut.status
-                                         or "harness error" in sut.status):
-            self.stalls += 1
-            _STALLS[0] += 1
-            if self.stalls >= MAX_SUT_STALLS:
-                self.aborted = "gave up after %d rmemcached timeouts/errors (last: %s)" % (
-                    self.stalls, name)
-        if ref != sut:
-            if not strict and ref.status == sut.status and \
-                    padding_free(ref.data) == padding_free(sut.data):
-                self.padding_only += 1
-            else:
-                self.mismatches.append(describe(self.label, name, stream, ref, sut))
-        return ref
-
-    def case(self, case, split):
-        return self.compare(case.name, case.stream, lambda t: t.run(case, split), case.strict)
-
-    def finish(self):
-        matched = self.total - len(self.mismatches)
-        summary = "differential [%s]: %d cases compared, %d identical%s, %d differ" % (
-            self.label, self.total, matched,
-            " (%d of them up to incr/decr space padding)" % self.padding_only
-            if self.padding_only else "", len(self.mismatches))
-        if self.aborted:
-            summary += "; " + self.aborted
-        with self.capsys.disabled():
-            print("\n" + summary)
-        if self.mismatches or self.aborted:
-            shown = self.mismatches[:MAX_SHOWN]
-            more = len(self.mismatches) - len(shown)
-            pytest.fail(summary + "\n\n" + "\n\n".join(shown)
-                        + ("\n\n... and %d more mismatches" % more if more else ""),
-                        pytrace=False)
+# Tests
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -1277,54 +763,24 @@ def corpus_dump():
         all_cases()
 
 
-@pytest.fixture
-def differ(request, start_server, capsys):
-    return lambda label: Differ(label, start_server, capsys)
-
-
-# ---------------------------------------------------------------------------
-# Tests
+differ = differ_fixture()
 
 
 def test_handwritten_whole(differ):
-    d = differ("hand-written, whole")
-    hand, _ = all_cases()
-    for case in hand:
-        d.case(case, list)
-    d.finish()
+    run_whole(differ("hand-written, whole"), all_cases()[0])
 
 
 def test_generated_whole(differ):
-    d = differ("generated, whole")
-    _, gen = all_cases()
-    for case in gen:
-        d.case(case, list)
-    d.finish()
+    run_whole(differ("generated, whole"), all_cases()[1])
 
 
 def test_split_random(differ):
-    d = differ("random split")
-    hand, gen = all_cases()
-    for case in hand + gen:
-        if case.split:
-            d.case(case, lambda chunks, name=case.name: random_pieces(chunks, random.Random(
-                "%d/%s/%s" % (SEED, name, hashlib.sha1(b"".join(chunks)).hexdigest()))))
-    d.finish()
+    run_split(differ("random split"), *all_cases())
 
 
 def test_one_byte_per_send(differ):
-    d = differ("one byte per send")
-    hand, gen = all_cases()
-    rng = random.Random(SEED + 1)
-    small = [c for c in gen if c.split and len(c.stream) <= 300]
-    chosen = [c for c in hand if c.one_byte and c.split] + rng.sample(small, 20)
-    for case in chosen:
-        d.case(case, byte_pieces)
-    d.finish()
+    run_one_byte(differ("one byte per send"), *all_cases(), SEED + 1, 20)
 
 
 def test_interactive_cas(differ):
-    d = differ("interactive")
-    for fn in DIALOGS:
-        d.compare(fn.__name__, b"<dialog>", lambda t: t.dialog(fn), strict=False)
-    d.finish()
+    run_dialogs(differ("interactive"), DIALOGS, strict=False)

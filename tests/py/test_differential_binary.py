@@ -79,9 +79,8 @@ import struct
 
 import pytest
 
-from difftool import (BARRIER, SEED, Case, Differ, HDR, normalise_text, pkt,
-                      render_packets, seeded_split)
-from test_differential import byte_pieces
+from difftool import (BARRIER, HDR, SEED, Case, corpus, differ_fixture, normalise_text, pkt,
+                      render_packets, run_dialogs, run_one_byte, run_split, run_whole)
 
 GET, SET, ADD, REPLACE, DELETE, INCR, DECR, QUIT, FLUSH, GETQ, NOOP, VERSION = range(12)
 GETK, GETKQ, APPEND, PREPEND, STAT = 0x0C, 0x0D, 0x0E, 0x0F, 0x10
@@ -161,7 +160,7 @@ PADDED = re.compile(rb"bl=(\d+)( opq=\S+ cas=\S+ ext=\S* key=b'[^']*' )val=b'([0
 
 def padding_free_binary(data):
     """Binary Get of a number shrunk in place by Decr keeps memcached's space
-    padding or not, racily (see padding_free in test_differential.py)."""
+    padding or not, racily (see difftool.padding_free_text)."""
     return PADDED.sub(lambda m: b"bl=%d%sval=b'%s'" % (int(m.group(1)) - len(m.group(4)),
                                                         m.group(2), m.group(3)), data)
 
@@ -453,72 +452,34 @@ def generated_cases():
             for i in range(150)]
 
 
-_CACHE = {}
-
-
-def all_cases():
-    if not _CACHE:
-        _CACHE["hand"] = handwritten_cases()
-        _CACHE["gen"] = generated_cases()
-        names = [c.name for c in _CACHE["hand"] + _CACHE["gen"]]
-        assert len(names) == len(set(names)), "duplicate case names"
-    return _CACHE["hand"], _CACHE["gen"]
+all_cases = corpus(handwritten_cases, generated_cases)
 
 
 # ---------------------------------------------------------------------------
 # Tests
 
-_STALLS = [0]
-NORMALISERS = {"binary": normalise_binary, "text": normalise_text}
-
-
-@pytest.fixture
-def differ(start_server, capsys):
-    return lambda label: Differ(label, start_server, capsys, NORMALISERS,
-                                padding_free=padding_free_binary, stall_box=_STALLS)
+differ = differ_fixture(normalisers={"binary": normalise_binary, "text": normalise_text},
+                        padding_free=padding_free_binary)
 
 
 def test_binary_handwritten_whole(differ):
-    d = differ("binary hand-written, whole")
-    hand, _ = all_cases()
-    for case in hand:
-        d.case(case, list)
-    d.finish()
+    run_whole(differ("binary hand-written, whole"), all_cases()[0])
 
 
 def test_binary_generated_whole(differ):
-    d = differ("binary generated, whole")
-    _, gen = all_cases()
-    for case in gen:
-        d.case(case, list)
-    d.finish()
+    run_whole(differ("binary generated, whole"), all_cases()[1])
 
 
 def test_binary_split_random(differ):
-    d = differ("binary random split")
-    hand, gen = all_cases()
-    for case in hand + gen:
-        if case.split:
-            d.case(case, seeded_split(case))
-    d.finish()
+    run_split(differ("binary random split"), *all_cases())
 
 
 def test_binary_one_byte_per_send(differ):
-    d = differ("binary one byte per send")
-    hand, gen = all_cases()
-    rng = random.Random(SEED + 2)
-    small = [c for c in gen if c.split and len(c.stream) <= 300]
-    chosen = [c for c in hand if c.one_byte and c.split] + rng.sample(small, 6)
-    for case in chosen:
-        d.case(case, byte_pieces)
-    d.finish()
+    run_one_byte(differ("binary one byte per send"), *all_cases(), SEED + 2, 6)
 
 
 def test_binary_interactive_cas(differ):
-    d = differ("binary interactive")
-    for fn in DIALOGS:
-        d.dialog(fn, "binary")
-    d.finish()
+    run_dialogs(differ("binary interactive"), DIALOGS, "binary")
 
 
 def stats_case():
@@ -543,9 +504,7 @@ def stats_case():
 
 
 def test_binary_stats(differ):
-    d = differ("binary stats")
-    d.case(stats_case(), list)
-    d.finish()
+    run_whole(differ("binary stats"), [stats_case()])
 
 
 def test_binary_case_counts():

@@ -1,8 +1,9 @@
 """Differential test of the meta commands (mg ms md ma mn me): the same bytes
 go to memcached 1.6.18 and to rmemcached and the replies must be identical
 after normalisation (CAS renamed by first appearance; t/l flags and me's
-exp=/la= rounded to 10 s, see difftool.py).  Engine, modes (sentinel / eof /
-close), barriers and split sends are those of test_differential.py.
+exp=/la= rounded to 10 s, see difftool.py).  Engine: difftool.py; modes
+(sentinel / eof / close), barriers and split sends as described in
+test_differential.py.
 
 memcached 1.6.18 behaviours found while writing this (the spec to follow):
 
@@ -76,11 +77,9 @@ memcached 1.6.18 behaviours found while writing this (the spec to follow):
 import base64
 import random
 
-import pytest
-
-from difftool import (SEED, Case, Differ, merge, normalise_text, padding_free_text,
-                      seeded_split)
-from test_differential import VALUES, blk, byte_pieces
+from difftool import (SEED, Case, blk, corpus, differ_fixture, merge, run_dialogs, run_one_byte,
+                      run_split, run_whole)
+from test_differential import VALUES
 
 K250 = b"a" * 249 + b"Z"
 K251 = b"b" * 250 + b"Y"
@@ -561,71 +560,33 @@ def generated_cases():
     return cases
 
 
-_CACHE = {}
-
-
-def all_cases():
-    if not _CACHE:
-        _CACHE["hand"] = handwritten_cases()
-        _CACHE["gen"] = generated_cases()
-        names = [c.name for c in _CACHE["hand"] + _CACHE["gen"]]
-        assert len(names) == len(set(names)), "duplicate case names"
-    return _CACHE["hand"], _CACHE["gen"]
+all_cases = corpus(handwritten_cases, generated_cases)
 
 
 # ---------------------------------------------------------------------------
 # Tests
 
-_STALLS = [0]
-
-
-@pytest.fixture
-def differ(start_server, capsys):
-    return lambda label: Differ(label, start_server, capsys, {"text": normalise_text},
-                                padding_free=padding_free_text, stall_box=_STALLS)
+differ = differ_fixture()
 
 
 def test_meta_handwritten_whole(differ):
-    d = differ("meta hand-written, whole")
-    hand, _ = all_cases()
-    for case in hand:
-        d.case(case, list)
-    d.finish()
+    run_whole(differ("meta hand-written, whole"), all_cases()[0])
 
 
 def test_meta_generated_whole(differ):
-    d = differ("meta generated, whole")
-    _, gen = all_cases()
-    for case in gen:
-        d.case(case, list)
-    d.finish()
+    run_whole(differ("meta generated, whole"), all_cases()[1])
 
 
 def test_meta_split_random(differ):
-    d = differ("meta random split")
-    hand, gen = all_cases()
-    for case in hand + gen:
-        if case.split:
-            d.case(case, seeded_split(case))
-    d.finish()
+    run_split(differ("meta random split"), *all_cases())
 
 
 def test_meta_one_byte_per_send(differ):
-    d = differ("meta one byte per send")
-    hand, gen = all_cases()
-    rng = random.Random(SEED + 1)
-    small = [c for c in gen if c.split and len(c.stream) <= 300]
-    chosen = [c for c in hand if c.one_byte and c.split] + rng.sample(small, 15)
-    for case in chosen:
-        d.case(case, byte_pieces)
-    d.finish()
+    run_one_byte(differ("meta one byte per send"), *all_cases(), SEED + 1, 15)
 
 
 def test_meta_interactive_cas(differ):
-    d = differ("meta interactive")
-    for fn in DIALOGS:
-        d.dialog(fn, "text")
-    d.finish()
+    run_dialogs(differ("meta interactive"), DIALOGS, "text")
 
 
 def test_meta_case_counts():

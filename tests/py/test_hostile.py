@@ -153,6 +153,23 @@ def raw_send_close(srv, data, linger=0.0):
         s.close()
 
 
+def send_peek_close(srv, data):
+    """Send on a fresh connection, read a little of whatever has come back
+    (without waiting), close; errors on the way are ignored."""
+    s = connect(srv)
+    try:
+        s.sendall(data)
+        s.setblocking(False)
+        try:
+            s.recv(65536)
+        except OSError:
+            pass
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
 def send_then_eof(srv, data, timeout=IO_TIMEOUT):
     """Send, half-close, read to EOF: (reply, eof_seen)."""
     with connect(srv) as s:
@@ -240,19 +257,7 @@ def test_random_binary_flood(server):
                 data += b"\x80" + bytes(rng.randrange(256) for _ in range(23))
         if data[:1] != b"\x80":
             data[:0] = NOOP
-        s = connect(server)
-        try:
-            s.sendall(bytes(data))
-            # read a little of whatever comes back, without waiting long
-            s.setblocking(False)
-            try:
-                s.recv(65536)
-            except OSError:
-                pass
-        except OSError:
-            pass
-        finally:
-            s.close()
+        send_peek_close(server, bytes(data))
         if conn % 50 == 49:
             assert_serving(server, "random binary flood, %d connections" % (conn + 1))
     assert_serving(server, "random binary flood")
@@ -362,18 +367,7 @@ def test_random_bytes_on_text_connection(server):
         # never touch the canary's key or the whole cache by accident
         data = bytes(data).replace(b"flush_all", b"flush_al1").replace(CANARY_KEY, b"x")
         data = data.replace(b"shutdown", b"shutd0wn").replace(b"verbosity", b"verb0sity")
-        s = connect(server)
-        try:
-            s.sendall(data)
-            s.setblocking(False)
-            try:
-                s.recv(65536)
-            except OSError:
-                pass
-        except OSError:
-            pass
-        finally:
-            s.close()
+        send_peek_close(server, data)
         if conn % 20 == 19:
             assert_serving(server, "random bytes, %d connections" % (conn + 1))
     assert_serving(server, "random bytes on text connections")

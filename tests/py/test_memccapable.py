@@ -69,13 +69,21 @@ def run_memccapable(port, flag=None, timeout=120):
     return proc.returncode, output, results
 
 
-def assert_all_pass(returncode, output, results, expected):
+ASCII_EXPECTED = [("ascii", t) for t in ASCII_TESTS]
+BINARY_EXPECTED = [("binary", t) for t in BINARY_TESTS]
+
+
+def assert_all_pass(port, flag, expected):
+    """Run memccapable (run_memccapable); it must run exactly the `expected`
+    (protocol, check) pairs, in order, and pass them all.  -> results."""
+    returncode, output, results = run_memccapable(port, flag)
     assert [(proto, name) for proto, name, _ in results] == expected, output
     failed = [f"{p} {n}" for p, n, status in results if status != "pass"]
     assert failed == [], output
     assert "FAIL" not in output
     assert returncode == 0, output
     assert output.splitlines()[-1] == "All tests passed", output
+    return results
 
 
 def assert_alive(port):
@@ -84,14 +92,12 @@ def assert_alive(port):
 
 
 def test_memccapable_ascii(server):
-    rc, output, results = run_memccapable(server.port, "-a")
-    assert_all_pass(rc, output, results, [("ascii", t) for t in ASCII_TESTS])
+    assert_all_pass(server.port, "-a", ASCII_EXPECTED)
     assert_alive(server.port)
 
 
 def test_memccapable_binary(server):
-    rc, output, results = run_memccapable(server.port, "-b")
-    assert_all_pass(rc, output, results, [("binary", t) for t in BINARY_TESTS])
+    assert_all_pass(server.port, "-b", BINARY_EXPECTED)
     assert_alive(server.port)
 
 
@@ -99,27 +105,25 @@ def test_memccapable_both_protocols_one_run(server):
     """No flag: the ASCII checks, then the binary ones, against the same
     server (memccapable reconnects after each test that asks for it, so one
     server sees both protocols on successive connections)."""
-    rc, output, results = run_memccapable(server.port)
-    expected = [("ascii", t) for t in ASCII_TESTS] + [("binary", t) for t in BINARY_TESTS]
-    assert_all_pass(rc, output, results, expected)
+    results = assert_all_pass(server.port, None, ASCII_EXPECTED + BINARY_EXPECTED)
     assert len(results) == 54
     assert_alive(server.port)
 
 
-@pytest.mark.parametrize("binary", [RMEMCACHED_BIN, MEMCACHED_BIN],
-                         ids=["rmemcached", "memcached"])
+each_binary = pytest.mark.parametrize("binary", [RMEMCACHED_BIN, MEMCACHED_BIN],
+                                      ids=["rmemcached", "memcached"])
+
+
+@each_binary
 def test_memccapable_binary_only_server(start_server, binary):
     """-B binary: the binary checks all pass on a binary-only server."""
     srv = start_server(binary, ["-B", "binary"])
-    rc, output, results = run_memccapable(srv.port, "-b")
-    assert_all_pass(rc, output, results, [("binary", t) for t in BINARY_TESTS])
+    assert_all_pass(srv.port, "-b", BINARY_EXPECTED)
 
 
-@pytest.mark.parametrize("binary", [RMEMCACHED_BIN, MEMCACHED_BIN],
-                         ids=["rmemcached", "memcached"])
+@each_binary
 def test_memccapable_ascii_only_server(start_server, binary):
     """-B ascii: the ASCII checks all pass on an ASCII-only server."""
     srv = start_server(binary, ["-B", "ascii"])
-    rc, output, results = run_memccapable(srv.port, "-a")
-    assert_all_pass(rc, output, results, [("ascii", t) for t in ASCII_TESTS])
+    assert_all_pass(srv.port, "-a", ASCII_EXPECTED)
     assert_alive(srv.port)

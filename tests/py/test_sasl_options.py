@@ -27,24 +27,18 @@ needs.
 import os
 import shutil
 import struct
-import subprocess
 import uuid
 
 import pytest
 
-from conftest import MEMCACHED_BIN, RMEMCACHED_BIN, free_port, user_args
-from mcutil import command, connect, recv_until_eof, stats
+from conftest import free_port, user_args
+from mcutil import command, connect, recv_until_eof, run_refused, stats, tmp_file
 
 ASCII_WITH_SASL = b"ERROR: You cannot allow the ASCII protocol while using SASL.\n"
 BINARY_WITH_ASCII_AUTH = (b"ERROR: You cannot allow the BINARY protocol while using "
                           b"ascii authentication tokens.\n")
 UDP_WITH_SASL = b"ERROR: Cannot enable UDP while using binary SASL authentication.\n"
 SASL_INIT_FAILED = b"Error initializing sasl.\n"
-
-
-@pytest.fixture(params=["rmemcached", "memcached"])
-def binary(request):
-    return RMEMCACHED_BIN if request.param == "rmemcached" else MEMCACHED_BIN
 
 
 @pytest.fixture
@@ -69,10 +63,7 @@ def sasl_env(monkeypatch, sasl_conf):
 
 @pytest.fixture
 def auth_path():
-    path = f"/tmp/rmc-auth-{os.getpid()}-{uuid.uuid4().hex}.txt"
-    with open(path, "wb") as f:
-        f.write(b"alice:secret\n")
-    os.chmod(path, 0o644)
+    path = tmp_file(b"alice:secret\n")
     yield path
     os.unlink(path)
 
@@ -82,20 +73,6 @@ def env_with(conf):
     if conf is not None:
         env["SASL_CONF_PATH"] = conf
     return env
-
-
-def run_refused(argv, env, timeout=5):
-    """Run a command line that must be refused; a server that starts anyway
-    is killed and reported with returncode None."""
-    proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(timeout=5)
-        return None, out, err
-    return proc.returncode, out, err
 
 
 def argv(binary, *extra, udp=False):
@@ -115,42 +92,42 @@ def no_system_sasl_conf():
 
 @pytest.mark.parametrize("proto", ["ascii", "auto"])
 @pytest.mark.parametrize("configured", [True, False], ids=["conf", "noconf"])
-def test_sasl_refuses_ascii_protocol(binary, sasl_conf, proto, configured):
+def test_sasl_refuses_ascii_protocol(server_bin, sasl_conf, proto, configured):
     """Refused before SASL is initialised: same answer without a config."""
-    rc, out, err = run_refused(argv(binary, "-S", "-B", proto),
+    rc, out, err = run_refused(argv(server_bin, "-S", "-B", proto),
                                env_with(sasl_conf if configured else None))
     assert (rc, out, err) == (64, b"", ASCII_WITH_SASL)
 
 
-def test_sasl_refuses_ascii_protocol_given_first(binary, sasl_conf):
-    rc, out, err = run_refused(argv(binary, "-B", "ascii", "-S"), env_with(sasl_conf))
+def test_sasl_refuses_ascii_protocol_given_first(server_bin, sasl_conf):
+    rc, out, err = run_refused(argv(server_bin, "-B", "ascii", "-S"), env_with(sasl_conf))
     assert (rc, out, err) == (64, b"", ASCII_WITH_SASL)
 
 
 @pytest.mark.parametrize("extra", [["-S"], ["-S", "-B", "binary"]], ids=["S", "S-Bbinary"])
 @pytest.mark.parametrize("configured", [True, False], ids=["conf", "noconf"])
-def test_sasl_refuses_udp(binary, sasl_conf, extra, configured):
-    rc, out, err = run_refused(argv(binary, *extra, udp=True),
+def test_sasl_refuses_udp(server_bin, sasl_conf, extra, configured):
+    rc, out, err = run_refused(argv(server_bin, *extra, udp=True),
                                env_with(sasl_conf if configured else None))
     assert (rc, out, err) == (64, b"", UDP_WITH_SASL)
 
 
-def test_sasl_with_ascii_auth_and_binary_protocol(binary, sasl_conf, auth_path):
-    rc, out, err = run_refused(argv(binary, "-S", "-Y", auth_path, "-B", "binary"),
+def test_sasl_with_ascii_auth_and_binary_protocol(server_bin, sasl_conf, auth_path):
+    rc, out, err = run_refused(argv(server_bin, "-S", "-Y", auth_path, "-B", "binary"),
                                env_with(sasl_conf))
     assert (rc, out, err) == (64, b"", BINARY_WITH_ASCII_AUTH)
 
 
 @pytest.mark.parametrize("proto", ["ascii", "auto"])
-def test_sasl_with_ascii_auth_and_text_protocol(binary, sasl_conf, auth_path, proto):
+def test_sasl_with_ascii_auth_and_text_protocol(server_bin, sasl_conf, auth_path, proto):
     """-S's check comes first: the ASCII message, not -Y's."""
-    rc, out, err = run_refused(argv(binary, "-S", "-Y", auth_path, "-B", proto),
+    rc, out, err = run_refused(argv(server_bin, "-S", "-Y", auth_path, "-B", proto),
                                env_with(sasl_conf))
     assert (rc, out, err) == (64, b"", ASCII_WITH_SASL)
 
 
-def test_sasl_with_ascii_auth_and_udp(binary, sasl_conf, auth_path):
-    rc, out, err = run_refused(argv(binary, "-S", "-Y", auth_path, udp=True),
+def test_sasl_with_ascii_auth_and_udp(server_bin, sasl_conf, auth_path):
+    rc, out, err = run_refused(argv(server_bin, "-S", "-Y", auth_path, udp=True),
                                env_with(sasl_conf))
     assert (rc, out, err) == (64, b"", UDP_WITH_SASL)
 
@@ -162,23 +139,23 @@ def test_sasl_with_ascii_auth_and_udp(binary, sasl_conf, auth_path):
 @pytest.mark.skipif(not no_system_sasl_conf(),
                     reason="a system-wide /etc/sasl*/memcached.conf exists")
 @pytest.mark.parametrize("extra", [["-S"], ["-S", "-B", "binary"]], ids=["S", "S-Bbinary"])
-def test_sasl_without_config(binary, extra):
-    rc, out, err = run_refused(argv(binary, *extra), env_with(None))
+def test_sasl_without_config(server_bin, extra):
+    rc, out, err = run_refused(argv(server_bin, *extra), env_with(None))
     assert (rc, out, err) == (1, b"", SASL_INIT_FAILED)
 
 
 @pytest.mark.skipif(not no_system_sasl_conf(),
                     reason="a system-wide /etc/sasl*/memcached.conf exists")
-def test_sasl_initialised_before_auth_file(binary):
+def test_sasl_initialised_before_auth_file(server_bin):
     """Without a SASL config -S fails first, even with an unreadable -Y."""
-    rc, out, err = run_refused(argv(binary, "-S", "-Y", "/nonexistent/auth"),
+    rc, out, err = run_refused(argv(server_bin, "-S", "-Y", "/nonexistent/auth"),
                                env_with(None))
     assert (rc, out, err) == (1, b"", SASL_INIT_FAILED)
 
 
-def test_sasl_then_missing_auth_file(binary, sasl_conf):
+def test_sasl_then_missing_auth_file(server_bin, sasl_conf):
     path = f"/tmp/rmc-auth-missing-{uuid.uuid4().hex}"
-    rc, out, err = run_refused(argv(binary, "-S", "-Y", path), env_with(sasl_conf))
+    rc, out, err = run_refused(argv(server_bin, "-S", "-Y", path), env_with(sasl_conf))
     assert (rc, out) == (1, b"")
     assert err == (f"Could not open authfile [{path}] for reading, error "
                    "No such file or directory: No such file or directory\n").encode()
@@ -210,8 +187,8 @@ def bin_version_reply(sock):
 
 
 @pytest.mark.parametrize("extra", [["-S"], ["-S", "-B", "binary"]], ids=["S", "S-Bbinary"])
-def test_sasl_server_does_not_speak_text(start_server, binary, sasl_env, extra):
-    srv = start_server(binary, extra)
+def test_sasl_server_does_not_speak_text(start_server, server_bin, sasl_env, extra):
+    srv = start_server(server_bin, extra)
     with connect(srv.port) as s:
         # under 24 bytes: the server waits for the rest of a binary header
         s.sendall(b"version\r\n")
@@ -233,10 +210,10 @@ def test_sasl_server_does_not_speak_text(start_server, binary, sasl_env, extra):
 
 
 @pytest.mark.parametrize("order", ["S-first", "Y-first"])
-def test_sasl_with_ascii_auth_runs_text_protocol(start_server, binary, sasl_env,
+def test_sasl_with_ascii_auth_runs_text_protocol(start_server, server_bin, sasl_env,
                                                  auth_path, order):
     extra = ["-S", "-Y", auth_path] if order == "S-first" else ["-Y", auth_path, "-S"]
-    srv = start_server(binary, extra)
+    srv = start_server(server_bin, extra)
     with connect(srv.port) as s:
         assert command(s, b"version\r\n") == b"CLIENT_ERROR unauthenticated\r\n"
         assert command(s, b"set a 0 0 12\r\nalice secret\r\n") == b"STORED\r\n"

@@ -94,6 +94,13 @@ class Udp:
                 got.append(d)
         return got
 
+    def reply(self, payload, terminator, rid):
+        """request(), with every datagram's header checked (check_headers);
+        returns the concatenated payloads."""
+        got = self.request(payload, terminator, rid)
+        check_headers(got, rid)
+        return payloads(got)
+
 
 @pytest.fixture
 def udp(udp_server):
@@ -132,20 +139,15 @@ def test_set_then_get(udp, udp_server):
 
 
 def test_miss_delete_incr_version(udp):
-    udp.send(b"get nothing\r\n", rid=10)
-    assert udp.recv(5.0) == HEADER.pack(10, 0, 1, 0) + b"END\r\n"
-    udp.send(b"set n 0 0 2\r\n41\r\n", rid=11)
-    assert udp.recv(5.0) == HEADER.pack(11, 0, 1, 0) + b"STORED\r\n"
-    udp.send(b"incr n 1\r\n", rid=12)
-    assert udp.recv(5.0) == HEADER.pack(12, 0, 1, 0) + b"42\r\n"
-    udp.send(b"delete n\r\n", rid=13)
-    assert udp.recv(5.0) == HEADER.pack(13, 0, 1, 0) + b"DELETED\r\n"
-    udp.send(b"delete n\r\n", rid=14)
-    assert udp.recv(5.0) == HEADER.pack(14, 0, 1, 0) + b"NOT_FOUND\r\n"
-    udp.send(b"version\r\n", rid=15)
-    assert udp.recv(5.0) == HEADER.pack(15, 0, 1, 0) + b"VERSION 1.6.18\r\n"
-    udp.send(b"bogus\r\n", rid=16)
-    assert udp.recv(5.0) == HEADER.pack(16, 0, 1, 0) + b"ERROR\r\n"
+    for rid, request, reply in [(10, b"get nothing\r\n", b"END\r\n"),
+                                (11, b"set n 0 0 2\r\n41\r\n", b"STORED\r\n"),
+                                (12, b"incr n 1\r\n", b"42\r\n"),
+                                (13, b"delete n\r\n", b"DELETED\r\n"),
+                                (14, b"delete n\r\n", b"NOT_FOUND\r\n"),
+                                (15, b"version\r\n", b"VERSION 1.6.18\r\n"),
+                                (16, b"bogus\r\n", b"ERROR\r\n")]:
+        udp.send(request, rid=rid)
+        assert udp.recv(5.0) == HEADER.pack(rid, 0, 1, 0) + reply
 
 
 def test_reply_larger_than_one_datagram(udp, udp_server):
@@ -167,30 +169,26 @@ def test_multi_key_get(udp):
     assert udp.recv(5.0) == HEADER.pack(1, 0, 1, 0) + b"STORED\r\n"
     udp.send(b"set b 2 0 2\r\nBB\r\n", rid=2)
     assert udp.recv(5.0) == HEADER.pack(2, 0, 1, 0) + b"STORED\r\n"
-    got = udp.request(b"get a b c\r\n", b"END\r\n", rid=3)
-    check_headers(got, 3)
-    assert payloads(got) == b"VALUE a 1 1\r\nA\r\nVALUE b 2 2\r\nBB\r\nEND\r\n"
-    got = udp.request(b"gets a\r\n", b"END\r\n", rid=4)
-    check_headers(got, 4)
-    assert payloads(got).startswith(b"VALUE a 1 1 ")
-    assert payloads(got).endswith(b"\r\nA\r\nEND\r\n")
+    got = udp.reply(b"get a b c\r\n", b"END\r\n", rid=3)
+    assert got == b"VALUE a 1 1\r\nA\r\nVALUE b 2 2\r\nBB\r\nEND\r\n"
+    got = udp.reply(b"gets a\r\n", b"END\r\n", rid=4)
+    assert got.startswith(b"VALUE a 1 1 ")
+    assert got.endswith(b"\r\nA\r\nEND\r\n")
     assert udp.recv_all() == []
 
 
 def test_several_commands_in_one_datagram(udp):
     # noreply suppresses its reply; the others are answered in order
-    got = udp.request(b"set x 0 0 1 noreply\r\nX\r\nset y 0 0 1\r\nY\r\nget x y\r\n",
-                      b"END\r\n", rid=5)
-    check_headers(got, 5)
-    assert payloads(got) == b"STORED\r\nVALUE x 0 1\r\nX\r\nVALUE y 0 1\r\nY\r\nEND\r\n"
+    got = udp.reply(b"set x 0 0 1 noreply\r\nX\r\nset y 0 0 1\r\nY\r\nget x y\r\n",
+                    b"END\r\n", rid=5)
+    assert got == b"STORED\r\nVALUE x 0 1\r\nX\r\nVALUE y 0 1\r\nY\r\nEND\r\n"
     assert udp.recv_all() == []
 
 
 def test_meta_commands_over_udp(udp):
-    got = udp.request(b"mn\r\nmg m v\r\nms m 2 T0 F3\r\nhi\r\nmg m v f\r\nmn\r\n",
-                      b"f3\r\nhi\r\nMN\r\n", rid=6)
-    check_headers(got, 6)
-    assert payloads(got) == b"MN\r\nEN\r\nHD\r\nVA 2 f3\r\nhi\r\nMN\r\n"
+    got = udp.reply(b"mn\r\nmg m v\r\nms m 2 T0 F3\r\nhi\r\nmg m v f\r\nmn\r\n",
+                    b"f3\r\nhi\r\nMN\r\n", rid=6)
+    assert got == b"MN\r\nEN\r\nHD\r\nVA 2 f3\r\nhi\r\nMN\r\n"
     assert udp.recv_all() == []
 
 
