@@ -90,6 +90,8 @@ pub struct Config {
     pub auth_file: Option<String>,
     /// The users of `auth_file`, loaded at start-up.
     pub auth: Option<crate::auth::Passwords>,
+    /// `-o io_uring`: the io_uring backend instead of epoll.
+    pub io_uring: bool,
     pub lru_maintainer: bool,
     /// Initial LRU tunables; the cache owns the live ones (`lru tune`).
     pub lru: LruConfig,
@@ -146,6 +148,7 @@ impl Default for Config {
             sasl: false,
             auth_file: None,
             auth: None,
+            io_uring: false,
             lru_maintainer: true,
             lru: LruConfig::default(),
             lru_crawler: true,
@@ -616,7 +619,11 @@ pub fn usage() -> String {
          \x20  - slab_chunk_max:        largest chunk size (default: 512k)\n\
          \x20  - maxconns_fast:         reject new connections over the limit at once (default)\n\
          \x20  - no_maxconns_fast:      pause accepting instead\n\
-         \x20  - track_sizes:           enable `stats sizes`\n",
+         \x20  - track_sizes:           enable `stats sizes`\n\
+         \x20  - io_uring:              serve connections through io_uring (builds with\n\
+         \x20                           the io-uring feature; falls back to epoll);\n\
+         \x20                           RMEMCACHED_IO_URING=1 in the environment does\n\
+         \x20                           the same\n",
     );
     text
 }
@@ -944,6 +951,12 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Parsed, Refused> {
                 "maxconns_fast" => c.maxconns_fast = true,
                 "no_maxconns_fast" => c.maxconns_fast = false,
                 "track_sizes" => c.track_sizes = true,
+                "io_uring" if cfg!(feature = "io-uring") => c.io_uring = true,
+                "io_uring" => {
+                    return Err(refuse(
+                        "rmemcached: -o io_uring needs a build with --features io-uring",
+                    ))
+                }
                 _ => {
                     return Err(match unsupported_suboption(key) {
                         Some(what) => {

@@ -27,6 +27,17 @@ fn main() -> ExitCode {
         Err(config::Refused(msg, code)) => return fail(code as u8, &msg),
     };
 
+    // The environment can pick the io_uring backend too, so that a whole
+    // deployment (or test suite) switches without touching command lines.
+    if std::env::var_os("RMEMCACHED_IO_URING").is_some_and(|v| v == "1") {
+        if !cfg!(feature = "io-uring") {
+            return fail(
+                1,
+                "rmemcached: RMEMCACHED_IO_URING=1 needs a build with --features io-uring",
+            );
+        }
+        cfg.io_uring = true;
+    }
     // memcached's SASL start-up needs a configuration to find.
     if cfg.sasl && !rmemcached::auth::sasl_config_exists() {
         return fail(1, "Error initializing sasl.");

@@ -184,6 +184,10 @@ pub struct Server {
     last_second: u32,
     /// The protocol new connections start with (`-B`).
     protocol: crate::conn::Protocol,
+    /// The io_uring backend, when `-o io_uring` asked for it and the
+    /// kernel gave a ring.
+    #[cfg(feature = "io-uring")]
+    uring: Option<crate::reactor::uring::Ring>,
 }
 
 impl Server {
@@ -241,7 +245,7 @@ impl Server {
         let clock = Clock::new();
         let last_second = clock.now();
         let detail = PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled);
-        Ok(Server {
+        let server = Server {
             reactor,
             listeners: ls,
             udp,
@@ -259,7 +263,12 @@ impl Server {
             peak_conns: 0,
             last_second,
             protocol,
-        })
+            #[cfg(feature = "io-uring")]
+            uring: None,
+        };
+        #[cfg(feature = "io-uring")]
+        let server = server.start_uring();
+        Ok(server)
     }
 
     /// Local addresses of the listeners (tests bind port 0).
@@ -296,6 +305,11 @@ impl Server {
     /// command, which it returns.
     pub fn run(&mut self, stop: &dyn Fn() -> bool) -> io::Result<Option<Shutdown>> {
         while self.shutdown.is_none() && !stop() {
+            #[cfg(feature = "io-uring")]
+            if self.uring.is_some() {
+                self.turn_uring()?;
+                continue;
+            }
             self.turn()?;
         }
         Ok(self.shutdown)
@@ -303,6 +317,28 @@ impl Server {
 
     /// One turn of the event loop.
     pub fn turn(&mut self) -> io::Result<()> {
+        let timeout = self.housekeeping();
+        let events = self.reactor.wait(Some(timeout))?;
+        for ev in events {
+            let t = ev.token.0;
+            if t >= UDP_BASE {
+                self.serve_udp(t - UDP_BASE);
+            } else if t >= LISTENER_BASE {
+                self.accept(t - LISTENER_BASE);
+            } else if let Some(c) = self.conns.get_mut(t) {
+                if ev.readable || ev.read_closed {
+                    c.input_arrived(ev.read_closed);
+                }
+                self.drive(t);
+            }
+        }
+        self.drive_pending();
+        Ok(())
+    }
+
+    /// The clock, background slices and timers of one loop turn; returns
+    /// how long the turn may wait for I/O.
+    fn housekeeping(&mut self) -> Duration {
         let now = self.clock.update();
         self.cache.set_now(now);
         self.cache.tick();
@@ -319,26 +355,18 @@ impl Server {
                 }
             }
         }
-        let timeout = if !self.pending.is_empty() {
+        if !self.pending.is_empty() {
             Duration::ZERO
         } else if self.cache.busy() {
             // Background slices continue soon even without traffic.
             Duration::from_millis(10)
         } else {
             Duration::from_millis(1000)
-        };
-        let timeout = Some(timeout);
-        let events = self.reactor.wait(timeout)?;
-        for ev in events {
-            let t = ev.token.0;
-            if t >= UDP_BASE {
-                self.serve_udp(t - UDP_BASE);
-            } else if t >= LISTENER_BASE {
-                self.accept(t - LISTENER_BASE);
-            } else if self.conns.contains(t) {
-                self.drive(t);
-            }
         }
+    }
+
+    /// Drives the connections (and UDP sockets) that yielded with work left.
+    fn drive_pending(&mut self) {
         for t in std::mem::take(&mut self.pending) {
             if t >= UDP_BASE {
                 self.serve_udp(t - UDP_BASE);
@@ -346,7 +374,6 @@ impl Server {
                 self.drive(t);
             }
         }
-        Ok(())
     }
 
     /// Whether the connection table is full under memcached's limit.
@@ -385,6 +412,10 @@ impl Server {
                 self.counters.rejected_connections += 1;
                 continue;
             }
+            #[cfg(feature = "io-uring")]
+            if self.uring.is_some() {
+                stream = stream.into_uring();
+            }
             let entry = self.conns.vacant_entry();
             let token = entry.key();
             if stream
@@ -410,8 +441,11 @@ impl Server {
         let conn = &mut self.conns[token];
         let mut ctx = conn_ctx!(self, info);
         match conn.drive(&mut ctx) {
-            Next::Wait => {}
-            Next::Yield => self.pending.push(token),
+            Next::Wait => self.arm_uring(token),
+            Next::Yield => {
+                self.pending.push(token);
+                self.arm_uring(token);
+            }
             Next::Close => self.close(token),
             Next::StatsConns => {
                 let reply = self.stats_conns(token);
@@ -420,6 +454,11 @@ impl Server {
             }
         }
     }
+
+    /// Without the io_uring backend there is nothing to start after a
+    /// drive: epoll reports readiness by itself.
+    #[cfg(not(feature = "io-uring"))]
+    fn arm_uring(&mut self, _token: usize) {}
 
     /// `stats conns` over the listeners and every connection.
     fn stats_conns(&self, asking: usize) -> Vec<u8> {
@@ -451,6 +490,22 @@ impl Server {
     }
 
     fn close(&mut self, token: usize) {
+        #[cfg(feature = "io-uring")]
+        if let Stream::Uring(io) = &mut self.conns[token].stream {
+            if io.in_flight() || io.has_output() {
+                // The kernel still holds its buffers, or replies wait: the
+                // slot is freed once those are done (see `arm_uring`).
+                if !io.closing {
+                    io.close();
+                    self.conns[token].release(&mut self.cache);
+                    if self.cfg.verbose > 1 {
+                        eprintln!("<{} connection closed.", self.conns[token].fd);
+                    }
+                    self.arm_uring(token);
+                }
+                return;
+            }
+        }
         let mut conn = self.conns.remove(token);
         conn.release(&mut self.cache);
         conn.stream.deregister(self.reactor.registry());
@@ -558,9 +613,172 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        #[cfg(feature = "io-uring")]
+        self.drain_uring();
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for t in tokens {
             self.close(t);
+        }
+    }
+}
+
+/// The io_uring backend's side of the server.
+#[cfg(feature = "io-uring")]
+impl Server {
+    /// Switches to io_uring when asked and the kernel allows it; says so
+    /// and stays on epoll when it does not.
+    fn start_uring(mut self) -> Server {
+        if !self.cfg.io_uring {
+            return self;
+        }
+        let ring = crate::reactor::uring::Ring::new(4096).and_then(|mut ring| {
+            for (i, l) in self.listeners.iter().enumerate() {
+                ring.poll(l.fd(), i, crate::reactor::uring::Op::PollListener)?;
+            }
+            for (i, u) in self.udp.iter().enumerate() {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&u.sock);
+                ring.poll(fd, i, crate::reactor::uring::Op::PollUdp)?;
+            }
+            Ok(ring)
+        });
+        match ring {
+            Ok(ring) => self.uring = Some(ring),
+            Err(e) => eprintln!("io_uring unavailable ({e}); falling back to epoll"),
+        }
+        self
+    }
+
+    /// Starts the receive and send a connection needs, or frees the slot
+    /// of a closed one whose operations have all completed.
+    fn arm_uring(&mut self, token: usize) {
+        let Some(ring) = self.uring.as_mut() else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if let Stream::Uring(io) = &mut conn.stream {
+            if io.closing {
+                // Queued replies go out first; then the socket is shut and
+                // the slot freed once the kernel holds none of its buffers.
+                if io.has_output() && !io.failed() && ring.arm(io, token).is_ok() {
+                    return;
+                }
+                io.shut();
+                if !io.in_flight() {
+                    self.conns.remove(token);
+                }
+                return;
+            }
+            if ring.arm(io, token).is_err() {
+                self.close(token);
+            }
+        }
+    }
+
+    /// One loop turn on the ring: submit, wait, dispatch completions.
+    fn turn_uring(&mut self) -> io::Result<()> {
+        use crate::reactor::uring::Op;
+        let timeout = self.housekeeping();
+        let ring = self.uring.as_mut().expect("ring");
+        let done = ring.wait(timeout)?.to_vec();
+        for c in done {
+            match c.op {
+                Op::PollListener => {
+                    self.accept(c.index);
+                    if !c.more {
+                        let fd = self.listeners[c.index].fd();
+                        let ring = self.uring.as_mut().expect("ring");
+                        ring.poll(fd, c.index, Op::PollListener)?;
+                    }
+                }
+                Op::PollUdp => {
+                    self.serve_udp(c.index);
+                    if !c.more {
+                        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.udp[c.index].sock);
+                        let ring = self.uring.as_mut().expect("ring");
+                        ring.poll(fd, c.index, Op::PollUdp)?;
+                    }
+                }
+                Op::Recv | Op::Send => {
+                    let Some(conn) = self.conns.get_mut(c.index) else {
+                        continue;
+                    };
+                    let Stream::Uring(io) = &mut conn.stream else {
+                        continue;
+                    };
+                    io.complete(c.op, c.result);
+                    if io.closing {
+                        self.arm_uring(c.index);
+                    } else {
+                        if c.op == Op::Recv {
+                            // A receive is always in flight: EOF completes
+                            // one, so no hang-up can go unseen.
+                            conn.input_arrived(false);
+                        }
+                        self.drive(c.index);
+                    }
+                }
+            }
+        }
+        self.drive_pending();
+        Ok(())
+    }
+
+    /// Before buffers are freed at exit: cancel the polls on listening
+    /// sockets (a poll holds its socket open, so the port would keep
+    /// accepting until the kernel tears the ring down on its own), shut
+    /// every connection out, and collect the completions of what is still
+    /// in flight (bounded).
+    fn drain_uring(&mut self) {
+        use crate::reactor::uring::Op;
+        let Some(mut ring) = self.uring.take() else {
+            return;
+        };
+        let mut polls = self.listeners.len() + self.udp.len();
+        for i in 0..self.listeners.len() {
+            if ring.cancel_poll(i, Op::PollListener).is_err() {
+                polls -= 1;
+            }
+        }
+        for i in 0..self.udp.len() {
+            if ring.cancel_poll(i, Op::PollUdp).is_err() {
+                polls -= 1;
+            }
+        }
+        for (_, c) in self.conns.iter_mut() {
+            if let Stream::Uring(io) = &mut c.stream {
+                io.close();
+                io.shut();
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        while std::time::Instant::now() < deadline {
+            let busy = self
+                .conns
+                .iter()
+                .any(|(_, c)| matches!(&c.stream, Stream::Uring(io) if io.in_flight()));
+            if !busy && polls == 0 {
+                break;
+            }
+            let Ok(done) = ring.wait(Duration::from_millis(50)) else {
+                break;
+            };
+            for c in done.iter().copied() {
+                if matches!(c.op, Op::PollListener | Op::PollUdp) && !c.more {
+                    polls = polls.saturating_sub(1);
+                }
+                if let Some(conn) = self.conns.get_mut(c.index) {
+                    if let Stream::Uring(io) = &mut conn.stream {
+                        if matches!(
+                            c.op,
+                            crate::reactor::uring::Op::Recv | crate::reactor::uring::Op::Send
+                        ) {
+                            io.complete(c.op, c.result);
+                        }
+                    }
+                }
+            }
         }
     }
 }

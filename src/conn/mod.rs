@@ -161,6 +161,13 @@ pub struct Conn {
     /// Whether the protocol was chosen (on the first bytes received).
     negotiated: bool,
     protocol: Protocol,
+    /// The last read returned less than it was offered: the socket had
+    /// nothing more queued, so the next read would only say EAGAIN.  The
+    /// kernel signals data that arrives later with a new edge, so the
+    /// connection waits for it instead of paying for that empty read.
+    drained: bool,
+    /// The peer hung up: read until EOF, whatever `drained` says.
+    hangup: bool,
     /// The protocol the listener gave (`-B`), restored per datagram.
     configured: Protocol,
     bin: binary::BinState,
@@ -180,6 +187,8 @@ impl Conn {
             last_cmd_time: now,
             negotiated: false,
             protocol,
+            drained: false,
+            hangup: false,
             configured: protocol,
             bin: binary::BinState::default(),
         }
@@ -214,6 +223,14 @@ impl Conn {
             State::Dump(_) => "conn_watch",
             State::Closing => "conn_closing",
         }
+    }
+
+    /// New input was signalled (a readable edge, a completed receive): an
+    /// earlier short read no longer means the socket is empty.  After a
+    /// hang-up no further edge comes, so the connection reads until EOF.
+    pub fn input_arrived(&mut self, hangup: bool) {
+        self.drained = false;
+        self.hangup |= hangup;
     }
 
     /// Forgets what a datagram left unfinished: UDP requests must fit one
@@ -252,10 +269,12 @@ impl Conn {
             let bigger = self.rbuf.len() * 2;
             self.rbuf.resize(bigger, 0);
         }
+        let space = self.rbuf.len() - self.rend;
         let r = read(&mut self.stream, &mut self.rbuf[self.rend..]);
         if let ReadResult::Data(n) = r {
             self.rend += n;
             counters.bytes_read += n as u64;
+            self.drained = n < space;
         }
         r
     }
@@ -378,6 +397,9 @@ impl Conn {
                                 Flush::Done => {}
                                 Flush::Blocked => return Next::Wait,
                                 Flush::Failed => return Next::Close,
+                            }
+                            if std::mem::take(&mut self.drained) && !self.hangup {
+                                return Next::Wait;
                             }
                             match self.fill(ctx.counters) {
                                 ReadResult::Data(_) => {}

@@ -15,6 +15,8 @@
 
 pub mod io;
 pub mod stream;
+#[cfg(feature = "io-uring")]
+pub mod uring;
 
 use std::time::Duration;
 
@@ -28,6 +30,9 @@ pub struct Ready {
     pub writable: bool,
     /// Peer hung up or the socket errored (a hint only: reads tell).
     pub closed: bool,
+    /// The peer shut its sending side (or the socket errored): no further
+    /// edge will announce that, so readers must read until EOF.
+    pub read_closed: bool,
 }
 
 /// The readiness backend (epoll through mio).
@@ -65,6 +70,7 @@ impl Reactor {
                 readable: e.is_readable() || e.is_read_closed(),
                 writable: e.is_writable(),
                 closed: e.is_error() || (e.is_read_closed() && e.is_write_closed()),
+                read_closed: e.is_read_closed() || e.is_error(),
             })
             .collect())
     }

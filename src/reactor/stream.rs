@@ -24,9 +24,31 @@ pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
     Datagram(Datagram),
+    /// A TCP or unix socket served by the io_uring backend.
+    #[cfg(feature = "io-uring")]
+    Uring(super::uring::UringIo),
 }
 
 impl Stream {
+    /// Moves an accepted socket onto the io_uring backend.
+    #[cfg(feature = "io-uring")]
+    pub fn into_uring(self) -> Stream {
+        use super::uring::{Socket, UringIo};
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        match self {
+            // SAFETY: `into_raw_fd` gives up the only owner of the
+            // descriptor, which the std stream takes over.
+            Stream::Tcp(s) => Stream::Uring(UringIo::new(Socket::Tcp(unsafe {
+                std::net::TcpStream::from_raw_fd(s.into_raw_fd())
+            }))),
+            // SAFETY: as above.
+            Stream::Unix(s) => Stream::Uring(UringIo::new(Socket::Unix(unsafe {
+                std::os::unix::net::UnixStream::from_raw_fd(s.into_raw_fd())
+            }))),
+            other => other,
+        }
+    }
+
     /// The descriptor `stats conns` and `-vv` name (-1 for datagrams, which
     /// share the server's UDP socket).
     pub fn fd(&self) -> i32 {
@@ -35,6 +57,8 @@ impl Stream {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
             Stream::Datagram(_) => -1,
+            #[cfg(feature = "io-uring")]
+            Stream::Uring(u) => u.fd(),
         }
     }
 
@@ -45,15 +69,16 @@ impl Stream {
                 tcp_text(s.peer_addr().ok()),
                 Some(tcp_text(s.local_addr().ok())),
             ),
-            Stream::Unix(s) => {
-                let path = s
-                    .local_addr()
-                    .ok()
-                    .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
-                    .unwrap_or_default();
-                (format!("unix:{path}"), None)
-            }
+            Stream::Unix(s) => (unix_text(s.local_addr().ok()), None),
             Stream::Datagram(_) => ("udp".to_owned(), None),
+            #[cfg(feature = "io-uring")]
+            Stream::Uring(u) => match &u.socket {
+                super::uring::Socket::Tcp(s) => (
+                    tcp_text(s.peer_addr().ok()),
+                    Some(tcp_text(s.local_addr().ok())),
+                ),
+                super::uring::Socket::Unix(s) => (unix_text(s.local_addr().ok()), None),
+            },
         }
     }
 
@@ -64,6 +89,8 @@ impl Stream {
             Stream::Tcp(s) => registry.register(s, token, both),
             Stream::Unix(s) => registry.register(s, token, both),
             Stream::Datagram(_) => Ok(()),
+            #[cfg(feature = "io-uring")]
+            Stream::Uring(_) => Ok(()),
         }
     }
 
@@ -73,6 +100,8 @@ impl Stream {
             Stream::Tcp(s) => registry.deregister(s),
             Stream::Unix(s) => registry.deregister(s),
             Stream::Datagram(_) => Ok(()),
+            #[cfg(feature = "io-uring")]
+            Stream::Uring(_) => Ok(()),
         };
     }
 }
@@ -109,14 +138,7 @@ impl Listener {
     pub fn local_text(&self) -> String {
         match self {
             Listener::Tcp(l) => tcp_text(l.local_addr().ok()),
-            Listener::Unix(l) => {
-                let path = l
-                    .local_addr()
-                    .ok()
-                    .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
-                    .unwrap_or_default();
-                format!("unix:{path}")
-            }
+            Listener::Unix(l) => unix_text(l.local_addr().ok()),
         }
     }
 
@@ -136,6 +158,14 @@ impl Listener {
     }
 }
 
+/// memcached's `unix:` address text.
+fn unix_text(a: Option<std::os::unix::net::SocketAddr>) -> String {
+    let path = a
+        .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+        .unwrap_or_default();
+    format!("unix:{path}")
+}
+
 /// memcached's `tcp:` / `tcp6:` address text.
 pub fn tcp_text(a: Option<std::net::SocketAddr>) -> String {
     match a {
@@ -150,6 +180,8 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            #[cfg(feature = "io-uring")]
+            Stream::Uring(u) => u.read(buf),
             Stream::Datagram(d) => {
                 let left = &d.input[d.pos..];
                 if left.is_empty() {
@@ -169,6 +201,8 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            #[cfg(feature = "io-uring")]
+            Stream::Uring(u) => u.write(buf),
             Stream::Datagram(d) => {
                 d.output.extend_from_slice(buf);
                 Ok(buf.len())
@@ -180,6 +214,8 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            #[cfg(feature = "io-uring")]
+            Stream::Uring(u) => u.write_vectored(bufs),
             Stream::Datagram(d) => {
                 let mut n = 0;
                 for b in bufs {
