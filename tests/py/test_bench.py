@@ -1,0 +1,77 @@
+"""Smoke test of the benchmark harness (bench/run.py, `make bench`).
+
+One light workload, one second, one round, against both servers, with the
+bundled load generator (target/release/rmc-loadgen, built by `make build`):
+the harness must start and stop both servers, produce its CSV with the
+expected columns and measure positive throughput and CPU for each.  About
+10 s; the numbers themselves are not judged here.
+"""
+import csv
+import glob
+import os
+import subprocess
+import sys
+
+from conftest import MEMCACHED_BIN, RMEMCACHED_BIN, ROOT
+
+RUN = os.path.join(ROOT, "bench", "run.py")
+LOADGEN = os.environ.get("RMC_LOADGEN",
+                         os.path.join(ROOT, "target", "release", "rmc-loadgen"))
+
+COLUMNS = [
+    "kind", "workload", "server", "round", "driver", "ops", "seconds", "ops_per_sec",
+    "gets", "sets", "hits", "misses", "errors", "p50_us", "p99_us", "p999_us", "max_us",
+    "server_cpu_s", "cpu_s_per_1M", "server_util", "load_cpu_s", "load_util",
+    "saturated", "connections", "idle_connections", "pipeline", "multiget",
+    "value_size", "keys", "server_argv", "load_argv", "notes",
+]
+
+
+def test_bench_quick_smoke(tmp_path):
+    assert os.access(LOADGEN, os.X_OK), f"{LOADGEN} missing: `make build` builds it"
+    assert os.access(MEMCACHED_BIN, os.X_OK), f"{MEMCACHED_BIN} missing: make deps-apt"
+    env = dict(os.environ)
+    env.pop("MEMTIER", None)
+    r = subprocess.run(
+        [sys.executable, RUN, "--quick", "--only", "small-p1", "--seconds", "1",
+         "--rounds", "1", "--warmup", "0.5", "--driver", "loadgen",
+         "--rmemcached", RMEMCACHED_BIN, "--memcached", MEMCACHED_BIN,
+         "--loadgen", LOADGEN, "--results-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+
+    csvs = glob.glob(str(tmp_path / "bench-*.csv"))
+    assert len(csvs) == 1, (os.listdir(tmp_path), out[-2000:])
+    with open(csvs[0], newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in reader.fieldnames]
+        assert not missing, f"CSV lacks {missing}: {reader.fieldnames}"
+        rows = list(reader)
+
+    for server in ("rmemcached", "memcached"):
+        runs = [x for x in rows if x["kind"] == "run" and x["server"] == server]
+        assert len(runs) == 1, rows
+        row = runs[0]
+        assert row["workload"] == "small-p1"
+        assert row["driver"] == "rmc-loadgen"
+        assert int(row["ops"]) > 0, row
+        assert float(row["ops_per_sec"]) > 0, row
+        assert int(row["gets"]) > 0 and int(row["sets"]) > 0, row
+        assert int(row["errors"]) == 0, row
+        assert 0 < float(row["p50_us"]) <= float(row["p99_us"]) <= float(row["p999_us"]), row
+        assert float(row["server_cpu_s"]) > 0 and float(row["cpu_s_per_1M"]) > 0, row
+        assert row["server_argv"].split()[0] == (
+            RMEMCACHED_BIN if server == "rmemcached" else MEMCACHED_BIN), row
+        assert " -t 1 " in row["server_argv"] + " ", row
+        medians = [x for x in rows if x["kind"] == "median" and x["server"] == server]
+        assert len(medians) == 1 and float(medians[0]["ops_per_sec"]) > 0, rows
+    ratios = [x for x in rows if x["kind"] == "ratio"]
+    assert len(ratios) == 1 and float(ratios[0]["ops_per_sec"]) > 0, rows
+
+    # The table: one line per server and the ratio line.
+    assert "small-p1    rmemcached" in r.stdout, r.stdout
+    assert "rmc/mc" in r.stdout, r.stdout
+    assert glob.glob(str(tmp_path / "bench-*.txt"))
+    png = glob.glob(str(tmp_path / "bench-*.png"))
+    assert png or "matplotlib is not installed" in r.stdout, r.stdout[-1500:]
