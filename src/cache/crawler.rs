@@ -88,11 +88,25 @@ pub struct Crawler {
     /// Crawl every class on a schedule (crawler and maintainer both on).
     pub auto: bool,
     /// Relative second the next scheduled crawl may start.
-    next_auto: u32,
+    pub(super) next_auto: u32,
+    /// Seconds between scheduled crawls; grows while crawls find nothing.
+    interval: u32,
+    /// Items the crawl in progress checked and reclaimed.
+    job_checked: u64,
+    job_reclaimed: u64,
 }
 
-/// Seconds between the end of one scheduled crawl and the next.
+/// Seconds between the end of one scheduled crawl and the next, at first
+/// and whenever a crawl finds expired items.
 const AUTO_CRAWL_INTERVAL: u32 = 2;
+/// Longest wait between scheduled crawls (memcached's
+/// `MAX_MAINTCRAWL_WAIT`).
+const MAX_AUTO_CRAWL_INTERVAL: u32 = 3600;
+/// Crawls of fewer items than this never back off: they are cheap.
+const BACKOFF_MIN_ITEMS: u64 = 10_000;
+/// Scheduled crawling is paced to this many items per second on average,
+/// so a large cache is not walked end to end every few seconds.
+const AUTO_CRAWL_ITEMS_PER_SEC: u64 = 50_000;
 
 impl Crawler {
     pub fn running(&self) -> bool {
@@ -185,9 +199,12 @@ impl Cache {
         let Some(mut t) = self.crawler.job.take() else {
             return;
         };
+        let (mut checked, mut reclaimed) = (0u64, 0u64);
         let done = self.walk(&mut t, CRAWL_PER_TICK, &mut |cache, h, class| {
             cache.class_stats[class as usize].crawler_items_checked += 1;
+            checked += 1;
             if cache.is_expired(h) || cache.is_flushed(h) {
+                reclaimed += 1;
                 let fetched = cache.hdr(h).iflags & F_FETCHED != 0;
                 let cs = &mut cache.class_stats[class as usize];
                 cs.crawler_reclaimed += 1;
@@ -200,11 +217,26 @@ impl Cache {
                 }
             }
         });
-        if done {
-            self.crawler.next_auto = self.now + AUTO_CRAWL_INTERVAL;
-        } else {
-            self.crawler.job = Some(t);
+        let c = &mut self.crawler;
+        c.job_checked += checked;
+        c.job_reclaimed += reclaimed;
+        if !done {
+            c.job = Some(t);
+            return;
         }
+        // Like memcached's scheduler, wait longer while crawls find
+        // nothing to reclaim (under 1% of what they check), and pace large
+        // caches by their size.
+        let (checked, reclaimed) = (c.job_checked, c.job_reclaimed);
+        c.job_checked = 0;
+        c.job_reclaimed = 0;
+        c.interval = if checked >= BACKOFF_MIN_ITEMS && reclaimed * 100 < checked {
+            (c.interval.max(AUTO_CRAWL_INTERVAL) * 2).min(MAX_AUTO_CRAWL_INTERVAL)
+        } else {
+            AUTO_CRAWL_INTERVAL
+        };
+        let paced = (checked / AUTO_CRAWL_ITEMS_PER_SEC) as u32;
+        c.next_auto = self.now + c.interval.max(paced);
     }
 
     /// Appends up to `budget` chunks' worth of `metadump` lines to `out`;

@@ -1646,6 +1646,41 @@ mod tests {
     }
 
     #[test]
+    fn scheduled_crawls_back_off_while_they_find_nothing() {
+        let mut cache = Cache::new(&config(64 << 20));
+        cache.crawler.auto = true;
+        cache.set_now(100);
+        for i in 0..20_000 {
+            put(
+                &mut cache,
+                format!("k{i}").as_bytes(),
+                b"v",
+                0,
+                StoreMode::Set,
+            );
+        }
+        let mut waits = Vec::new();
+        let mut now = 100;
+        for _ in 0..4 {
+            // Advance second by second until the next scheduled crawl
+            // starts, then run it to its end.
+            let starts = cache.crawler.starts;
+            while cache.crawler.starts == starts {
+                now += 1;
+                cache.set_now(now);
+                cache.tick();
+            }
+            let started = now;
+            while cache.crawler.running() {
+                cache.tick();
+            }
+            waits.push(cache.crawler.next_auto - started);
+        }
+        // Nothing expires: each wait doubles (2, 4, 8, 16 seconds).
+        assert_eq!(waits, vec![4, 8, 16, 32]);
+    }
+
+    #[test]
     fn bytes_and_mem_requested_count_item_bytes_not_chunks() {
         let mut cache = Cache::new(&config(64 << 20));
         cache.set_now(100);
