@@ -45,11 +45,11 @@ enum Refusal {
 }
 
 /// Common checks; the parsed flags and decoded key, or the reply to send.
-fn prepare(
-    t: &Tokens<'_>,
+fn prepare<'a>(
+    t: &Tokens<'a>,
     first_flag: usize,
     too_many: &'static str,
-) -> Result<(Flags, Key, Vec<Vec<u8>>), Refusal> {
+) -> Result<(Flags, Key, Vec<&'a [u8]>), Refusal> {
     let raw = t.get(1);
     if raw.len() > KEY_MAX_LENGTH {
         return Err(Refusal::Shape(BAD_FORMAT));
@@ -65,11 +65,11 @@ fn prepare(
     let toks = flag_tokens(t, first_flag);
     let (flags, n) = preparse(&toks, &mut key.buf[..raw.len()]).map_err(Refusal::Flags)?;
     key.len = n;
-    Ok((flags, key, toks.iter().map(|t| t.to_vec()).collect()))
+    Ok((flags, key, toks))
 }
 
 /// [`prepare`] for `md` and `ma`, which report every flag error as one.
-fn prepare_md_ma(t: &Tokens<'_>) -> Result<(Flags, Key, Vec<Vec<u8>>), &'static str> {
+fn prepare_md_ma<'a>(t: &Tokens<'a>) -> Result<(Flags, Key, Vec<&'a [u8]>), &'static str> {
     prepare(t, 2, "CLIENT_ERROR options flags too long").map_err(|r| match r {
         Refusal::Shape(e) => e,
         Refusal::Flags(_) => "CLIENT_ERROR invalid or duplicate flag",
@@ -93,7 +93,7 @@ fn push_key(t: &mut Vec<u8>, key: &[u8], base64: bool) {
 
 /// Echoes `O` and `k` (the flags every status line carries); false when an
 /// opaque is too long.
-fn push_opaque_and_key(t: &mut Vec<u8>, toks: &[Vec<u8>], key: &[u8], base64: bool) -> bool {
+fn push_opaque_and_key(t: &mut Vec<u8>, toks: &[&[u8]], key: &[u8], base64: bool) -> bool {
     for tok in toks {
         match tok[0] {
             b'O' => {
@@ -316,7 +316,7 @@ fn ms(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
     for tok in &toks {
         match tok[0] {
             b'O' if tok.len() > MAX_OPAQUE => opaque_too_long = true,
-            b'O' | b'k' | b'c' => echo.push(tok.clone()),
+            b'O' | b'k' | b'c' => echo.push(tok.to_vec()),
             _ => {}
         }
     }
