@@ -47,8 +47,12 @@ fn main() -> ExitCode {
             eprintln!("failed to ensure corefile creation: {e}");
         }
     }
-    // Room for every connection plus memcached's reserved descriptors.
-    if let Err(e) = sys::raise_nofile(cfg.maxconns as u64 + 32) {
+    // Room for every connection plus memcached's reserved descriptors; a
+    // hard limit that allows only what memcached asks for (-c itself) is
+    // enough to start, as it is for memcached.
+    let nofile = sys::raise_nofile(cfg.maxconns as u64 + 32)
+        .or_else(|_| sys::raise_nofile(cfg.maxconns as u64));
+    if let Err(e) = nofile {
         eprintln!("failed to set rlimit for open files. Try starting as root or requesting smaller maxconns value: {e}");
         return ExitCode::from(EX_OSERR);
     }

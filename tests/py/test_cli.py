@@ -7,6 +7,7 @@ file or /proc, and always killed in a finally block.
 import os
 import pwd
 import re
+import resource
 import signal
 import subprocess
 import time
@@ -654,3 +655,27 @@ def test_sighup_keeps_running(start_server):
         assert command(client, b"get k\r\n", b"END\r\n") == b"VALUE k 0 1\r\nv\r\nEND\r\n"
     srv.proc.send_signal(signal.SIGTERM)
     assert srv.proc.wait(timeout=5) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start as nobody")
+def test_conn_limit_equal_to_hard_nofile_limit_starts():
+    """An unprivileged user whose hard descriptor limit is exactly -c can
+    start memcached (it sets the limit to -c): the same must hold here."""
+    port = free_port()
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (524, 524))
+
+    proc = subprocess.Popen(
+        [BIN, "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-c", "524"],
+        user="nobody", preexec_fn=limit,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_port(port, proc)
+        with connect(port) as s:
+            assert command(s, b"version\r\n").startswith(b"VERSION ")
+        assert settings(port)["maxconns"] == "524"
+    finally:
+        proc.kill()
+        proc.wait()
