@@ -99,6 +99,9 @@ impl SlabClass {
 
 struct Page {
     base: NonNull<u8>,
+    /// Chunk size of the page's class (0 while pooled): kept here so that
+    /// finding a chunk, done on every item access, reads one record.
+    size: u32,
     class: u8,
 }
 
@@ -226,7 +229,7 @@ impl Arena {
 
     fn new_page(&mut self, class: u8) -> Option<u32> {
         if let Some(page) = self.pool.pop() {
-            self.pages[page as usize].class = class;
+            self.assign(page, class);
             self.classes[class as usize].pages.push(page);
             return Some(page);
         }
@@ -239,7 +242,8 @@ impl Arena {
         // SAFETY: the layout has a non-zero size (asserted in `new`).
         let base = NonNull::new(unsafe { alloc_zeroed(layout) })?;
         let id = self.pages.len() as u32;
-        self.pages.push(Page { base, class });
+        let size = self.classes[class as usize].size;
+        self.pages.push(Page { base, size, class });
         self.classes[class as usize].pages.push(id);
         self.malloced += self.page_size;
         Some(id)
@@ -301,7 +305,7 @@ impl Arena {
         let c = &mut self.classes[class as usize];
         if free.iter().all(|&f| f) {
             c.pages.retain(|&p| p != page);
-            self.pages[page as usize].class = 0;
+            self.assign(page, 0);
             self.pool.push(page);
             return true;
         }
@@ -329,7 +333,7 @@ impl Arena {
         let Some(page) = self.pool.pop() else {
             return false;
         };
-        self.pages[page as usize].class = class;
+        self.assign(page, class);
         let c = &mut self.classes[class as usize];
         c.pages.push(page);
         // Lowest chunk first out of the free list.
@@ -353,15 +357,26 @@ impl Arena {
         c.free.push(h);
     }
 
+    /// Hands `page` to `class` (0: the pool).
+    fn assign(&mut self, page: u32, class: u8) {
+        let size = if class == 0 {
+            0
+        } else {
+            self.classes[class as usize].size
+        };
+        let p = &mut self.pages[page as usize];
+        p.class = class;
+        p.size = size;
+    }
+
+    #[inline]
     fn locate(&self, h: u32) -> (&Page, usize, usize) {
-        let page = ((h >> CHUNK_BITS) as usize)
-            .checked_sub(1)
-            .expect("NIL chunk handle");
-        let p = &self.pages[page];
-        let size = self.classes[p.class as usize].size as usize;
-        let chunk = (h & CHUNK_MASK) as usize;
-        assert!((chunk + 1) * size <= self.page_size, "bad chunk handle");
-        (p, chunk * size, size)
+        // NIL (page field 0) wraps to an index no page has.
+        let p = &self.pages[((h >> CHUNK_BITS) as usize).wrapping_sub(1)];
+        let size = p.size as usize;
+        let start = (h & CHUNK_MASK) as usize * size;
+        assert!(start + size <= self.page_size, "bad chunk handle");
+        (p, start, size)
     }
 
     /// Class id of the chunk `h`.

@@ -14,6 +14,8 @@ use crate::reactor::io::{writev, WriteResult};
 
 /// Slices gathered per `writev`.
 const IOV_BATCH: usize = 64;
+/// Slices gathered for a reply of at most half as many pieces.
+const SMALL_BATCH: usize = 8;
 
 enum Piece {
     /// `text[start..end]`.
@@ -133,36 +135,15 @@ impl OutQueue {
     pub fn flush(&mut self, sock: &mut impl std::io::Write, cache: &mut Cache) -> (Flush, usize) {
         let mut total = 0;
         while !self.pieces.is_empty() {
-            let wrote = {
+            // A reply of a few pieces gathers into a small array: filling
+            // the full batch would cost more than the rest of the call.
+            let wrote = if self.pieces.len() <= SMALL_BATCH / 2 {
+                let mut iov = [IoSlice::new(&[]); SMALL_BATCH];
+                let n = self.gather(&mut iov, cache);
+                writev(sock, &iov[..n])
+            } else {
                 let mut iov = [IoSlice::new(&[]); IOV_BATCH];
-                let mut n = 0;
-                let mut skip = self.sent;
-                'gather: for p in &self.pieces {
-                    match p {
-                        Piece::Text { start, end } => {
-                            iov[n] = IoSlice::new(&self.text[start + skip..*end]);
-                            n += 1;
-                            skip = 0;
-                        }
-                        Piece::Item { item, len } => {
-                            let mut off = skip;
-                            skip = 0;
-                            while off < *len {
-                                let seg = cache.value(item, off);
-                                let seg = &seg[..seg.len().min(len - off)];
-                                iov[n] = IoSlice::new(seg);
-                                n += 1;
-                                off += seg.len();
-                                if n == IOV_BATCH {
-                                    break 'gather;
-                                }
-                            }
-                        }
-                    }
-                    if n == IOV_BATCH {
-                        break;
-                    }
-                }
+                let n = self.gather(&mut iov, cache);
                 writev(sock, &iov[..n])
             };
             match wrote {
@@ -179,6 +160,40 @@ impl OutQueue {
         self.committed = 0;
         self.sent = 0;
         (Flush::Done, total)
+    }
+
+    /// Fills `iov` with the unsent bytes, from the front; returns how many
+    /// slices it filled.
+    fn gather<'a>(&'a self, iov: &mut [IoSlice<'a>], cache: &'a Cache) -> usize {
+        let mut n = 0;
+        let mut skip = self.sent;
+        for p in &self.pieces {
+            match p {
+                Piece::Text { start, end } => {
+                    iov[n] = IoSlice::new(&self.text[start + skip..*end]);
+                    n += 1;
+                    skip = 0;
+                }
+                Piece::Item { item, len } => {
+                    let mut off = skip;
+                    skip = 0;
+                    while off < *len {
+                        let seg = cache.value(item, off);
+                        let seg = &seg[..seg.len().min(len - off)];
+                        iov[n] = IoSlice::new(seg);
+                        n += 1;
+                        off += seg.len();
+                        if n == iov.len() {
+                            return n;
+                        }
+                    }
+                }
+            }
+            if n == iov.len() {
+                break;
+            }
+        }
+        n
     }
 
     fn consume(&mut self, mut n: usize, cache: &mut Cache) {
