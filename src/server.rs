@@ -680,9 +680,8 @@ impl Server {
     fn turn_uring(&mut self) -> io::Result<()> {
         use crate::reactor::uring::Op;
         let timeout = self.housekeeping();
-        let ring = self.uring.as_mut().expect("ring");
-        let done = ring.wait(timeout)?.to_vec();
-        for c in done {
+        let done = self.uring.as_mut().expect("ring").wait(timeout)?;
+        for c in &done {
             match c.op {
                 Op::PollListener => {
                     self.accept(c.index);
@@ -700,29 +699,46 @@ impl Server {
                         ring.poll(fd, c.index, Op::PollUdp)?;
                     }
                 }
-                Op::Recv | Op::Send => {
-                    let Some(conn) = self.conns.get_mut(c.index) else {
-                        continue;
-                    };
-                    let Stream::Uring(io) = &mut conn.stream else {
-                        continue;
-                    };
-                    io.complete(c.op, c.result);
-                    if io.closing {
-                        self.arm_uring(c.index);
-                    } else {
-                        if c.op == Op::Recv {
-                            // A receive is always in flight: EOF completes
-                            // one, so no hang-up can go unseen.
-                            conn.input_arrived(false);
-                        }
-                        self.drive(c.index);
-                    }
-                }
+                Op::Recv | Op::Send => self.complete_uring(c),
             }
         }
+        self.uring.as_mut().expect("ring").recycle(done);
         self.drive_pending();
         Ok(())
+    }
+
+    /// Serves a connection's receive or send completion.  A receive's
+    /// pool buffer is lent to the connection while it is driven and
+    /// returned right after.
+    fn complete_uring(&mut self, c: &crate::reactor::uring::Completion) {
+        use crate::reactor::uring::Op;
+        let ring = self.uring.as_mut().expect("ring");
+        let Some(conn) = self.conns.get_mut(c.index) else {
+            ring.give_back(c, None);
+            return;
+        };
+        let Stream::Uring(io) = &mut conn.stream else {
+            ring.give_back(c, None);
+            return;
+        };
+        io.complete(c.op, c.result, c.more);
+        if io.closing {
+            ring.give_back(c, None);
+            self.arm_uring(c.index);
+            return;
+        }
+        ring.lend(io, c);
+        if c.op == Op::Recv {
+            // A receive is always armed: EOF completes it, so no hang-up
+            // can go unseen.
+            conn.input_arrived(false);
+        }
+        self.drive(c.index);
+        let io = match self.conns.get_mut(c.index).map(|conn| &mut conn.stream) {
+            Some(Stream::Uring(io)) => Some(io),
+            _ => None,
+        };
+        self.uring.as_mut().expect("ring").give_back(c, io);
     }
 
     /// Before buffers are freed at exit: cancel the polls on listening
@@ -764,21 +780,29 @@ impl Server {
             let Ok(done) = ring.wait(Duration::from_millis(50)) else {
                 break;
             };
-            for c in done.iter().copied() {
+            for c in &done {
                 if matches!(c.op, Op::PollListener | Op::PollUdp) && !c.more {
                     polls = polls.saturating_sub(1);
                 }
-                if let Some(conn) = self.conns.get_mut(c.index) {
-                    if let Stream::Uring(io) = &mut conn.stream {
-                        if matches!(
-                            c.op,
-                            crate::reactor::uring::Op::Recv | crate::reactor::uring::Op::Send
-                        ) {
-                            io.complete(c.op, c.result);
-                        }
+                let io = match self.conns.get_mut(c.index).map(|conn| &mut conn.stream) {
+                    Some(Stream::Uring(io)) if matches!(c.op, Op::Recv | Op::Send) => {
+                        io.complete(c.op, c.result, c.more);
+                        Some(io)
                     }
-                }
+                    _ => None,
+                };
+                ring.give_back(c, io);
             }
+            ring.recycle(done);
+        }
+        let busy = self
+            .conns
+            .iter()
+            .any(|(_, c)| matches!(&c.stream, Stream::Uring(io) if io.in_flight()));
+        if busy || polls > 0 {
+            // The kernel may still write into buffers: keep them mapped
+            // (the process is ending anyway).
+            std::mem::forget(ring);
         }
     }
 }

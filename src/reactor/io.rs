@@ -43,3 +43,13 @@ pub fn writev(dst: &mut impl Write, bufs: &[IoSlice<'_>]) -> WriteResult {
         }
     }
 }
+
+/// Copies what fits of `src[*pos..]` into `buf` and advances `pos`: reads
+/// from bytes a backend already holds (a datagram, completed receives).
+pub fn take_buffered(src: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
+    let left = &src[*pos..];
+    let n = left.len().min(buf.len());
+    buf[..n].copy_from_slice(&left[..n]);
+    *pos += n;
+    n
+}

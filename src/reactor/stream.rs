@@ -183,14 +183,10 @@ impl Read for Stream {
             #[cfg(feature = "io-uring")]
             Stream::Uring(u) => u.read(buf),
             Stream::Datagram(d) => {
-                let left = &d.input[d.pos..];
-                if left.is_empty() {
+                if d.pos == d.input.len() {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
-                let n = left.len().min(buf.len());
-                buf[..n].copy_from_slice(&left[..n]);
-                d.pos += n;
-                Ok(n)
+                Ok(super::io::take_buffered(&d.input, &mut d.pos, buf))
             }
         }
     }

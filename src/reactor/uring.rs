@@ -1,25 +1,44 @@
 //! The io_uring backend: completions instead of readiness.
 //!
-//! Every connection keeps one receive in flight into a buffer of its own;
-//! replies a connection queues are handed to the kernel as one send per
-//! connection per loop turn.  All submissions of a turn go to the kernel
-//! in the same `io_uring_enter` that waits for the next completions, so a
-//! turn that serves fifty connections costs one system call instead of a
-//! hundred reads and writes.  Listening and UDP sockets are watched with
-//! multishot polls and served by their ordinary non-blocking calls.
+//! Every connection keeps one multishot receive armed.  The kernel fills
+//! buffers it takes from one shared pool (a provided-buffer ring), so an
+//! idle connection holds no receive buffer and a busy one is not re-armed
+//! per request.  Connection code reads a filled buffer in place while it
+//! is served; only bytes it leaves unread (half a command, or input held
+//! back while its replies cannot go out) are copied aside before the
+//! buffer returns to the pool.  Replies a connection queues are handed to
+//! the kernel as one send per connection per loop turn.  All submissions
+//! of a turn go to the kernel in the same `io_uring_enter` that waits for
+//! the next completions, so a turn that serves fifty connections costs one
+//! system call instead of a hundred reads and writes.  Listening and UDP
+//! sockets are watched with multishot polls and served by their ordinary
+//! non-blocking calls.
 //!
-//! Connection code sees a [`UringIo`] through `Read`/`Write`: reads take
-//! from what completed receives delivered, writes append to the next send.
-//! Knows nothing of memcached.
+//! Connection code sees a [`UringIo`] through `Read`/`Write`.  Knows
+//! nothing of memcached.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-/// Bytes one receive may deliver.
-const RECV_BUF: usize = 16 * 1024;
+use super::io::take_buffered;
+
+/// Bytes of one pooled receive buffer.
+const POOL_BUF: usize = 16 * 1024;
+/// Buffers in the pool (a power of two, as the kernel requires).  Each is
+/// back in the pool as soon as the completion that filled it is served,
+/// so the pool runs dry only when one wait brings more completions than
+/// this; the receives that found it dry are re-armed in the next turn.
+const POOL_BUFS: u16 = 512;
+/// The pool's buffer group id.
+const POOL_GROUP: u16 = 0;
+/// Unread input above which a connection's receive is paused, so a client
+/// that sends without reading its replies is held back by TCP instead of
+/// being buffered here without bound.
+const INPUT_HIGH_WATER: usize = 64 * 1024;
 /// Queued reply bytes above which writes report `WouldBlock`, so a client
 /// that does not read cannot make the server buffer without bound.
 const SEND_HIGH_WATER: usize = 1024 * 1024;
@@ -56,33 +75,168 @@ impl Op {
             _ => Op::PollUdp,
         }
     }
+
+    fn user_data(self, index: usize) -> u64 {
+        (index as u64) << 2 | self.code()
+    }
 }
 
 /// One completion: which source, which operation, the result (bytes, or
-/// a negative errno) and whether a multishot operation stays armed.
+/// a negative errno), whether a multishot operation stays armed, and the
+/// pooled buffer a receive filled.
 #[derive(Debug, Clone, Copy)]
 pub struct Completion {
     pub index: usize,
     pub op: Op,
     pub result: i32,
     pub more: bool,
+    pub buf: Option<u16>,
 }
 
-/// The ring.
+/// An anonymous private mapping of `bytes` (page aligned, zeroed).
+fn map(bytes: usize) -> io::Result<*mut u8> {
+    // SAFETY: a fresh anonymous mapping touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p.cast())
+}
+
+/// The receive buffers the kernel picks from, and the ring through which
+/// they are handed back.
+struct BufPool {
+    entries: *mut types::BufRingEntry,
+    bufs: *mut u8,
+    /// Our tail: entries before it are the kernel's to take.
+    tail: u16,
+}
+
+const POOL_RING_BYTES: usize = POOL_BUFS as usize * std::mem::size_of::<types::BufRingEntry>();
+const POOL_BYTES: usize = POOL_BUFS as usize * POOL_BUF;
+
+impl BufPool {
+    /// Maps the pool and registers it with `ring`, every buffer free.
+    fn new(ring: &IoUring) -> io::Result<BufPool> {
+        let mut pool = BufPool {
+            entries: map(POOL_RING_BYTES)?.cast(),
+            bufs: std::ptr::null_mut(),
+            tail: 0,
+        };
+        pool.bufs = map(POOL_BYTES)?;
+        // SAFETY: `entries` is page aligned and holds POOL_BUFS entries; it
+        // stays mapped until the pool is dropped, after the ring (see the
+        // field order of `Ring`).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                pool.entries as u64,
+                POOL_BUFS,
+                POOL_GROUP,
+                0,
+            )?;
+        }
+        for bid in 0..POOL_BUFS {
+            pool.give(bid);
+        }
+        pool.publish();
+        Ok(pool)
+    }
+
+    /// Queues buffer `bid` for the kernel (seen once published).
+    fn give(&mut self, bid: u16) {
+        let slot = (self.tail & (POOL_BUFS - 1)) as usize;
+        // SAFETY: `slot` < POOL_BUFS lies inside the entry mapping; the
+        // kernel reads only entries before the published tail, and this
+        // one is at or past it.  The tail field shares the first entry's
+        // memory but none of the fields set here.
+        let entry = unsafe { &mut *self.entries.add(slot) };
+        entry.set_addr(self.bufs as u64 + u64::from(bid) * POOL_BUF as u64);
+        entry.set_len(POOL_BUF as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Lets the kernel see the buffers given since the last publish.
+    fn publish(&self) {
+        // SAFETY: the tail lies inside the first entry, which is mapped and
+        // aligned for a u16; the kernel reads it concurrently, so it is
+        // stored atomically, with release ordering so that the entries
+        // written before are visible first.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufPool {
+    fn drop(&mut self) {
+        // SAFETY: both mappings were made by `map` with these sizes, and
+        // the kernel no longer uses them: the ring is gone.
+        unsafe {
+            libc::munmap(self.entries.cast(), POOL_RING_BYTES);
+            if !self.bufs.is_null() {
+                libc::munmap(self.bufs.cast(), POOL_BYTES);
+            }
+        }
+    }
+}
+
+/// A pooled buffer a receive filled, lent to the connection it belongs to
+/// while that connection is served.
+#[derive(Debug)]
+struct Loan {
+    data: *const u8,
+    len: usize,
+    pos: usize,
+}
+
+impl Loan {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: a loan is made only by `Ring::lend` over a filled pool
+        // buffer, which the kernel does not reuse until `Ring::give_back`
+        // has ended the loan; the pool outlives every connection's use of
+        // it (connections are served only while the ring exists).
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+/// The ring.  `ring` is declared before `pool` so that it is dropped
+/// first: the kernel lets go of the pool before it is unmapped.
 pub struct Ring {
     ring: IoUring,
+    pool: BufPool,
     done: Vec<Completion>,
 }
 
 impl Ring {
     /// A ring, or the kernel's refusal (old kernel, seccomp, sysctl).
     pub fn new(entries: u32) -> io::Result<Ring> {
-        let ring = IoUring::new(entries)?;
+        // Task work (finishing a receive whose data arrived) runs only
+        // when this thread enters the ring to wait, not as an interrupt
+        // in the middle of serving; older kernels get a plain ring.
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+            .or_else(|_| IoUring::builder().setup_coop_taskrun().build(entries))
+            .or_else(|_| IoUring::new(entries))?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::other("kernel lacks IORING_FEAT_EXT_ARG"));
         }
+        let pool = BufPool::new(&ring)?;
         Ok(Ring {
             ring,
+            pool,
             done: Vec::new(),
         })
     }
@@ -90,10 +244,10 @@ impl Ring {
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
             // SAFETY: every entry built in this module points at memory
-            // that outlives the operation: `UringIo` buffers are owned by
-            // the connection, which the server keeps until no operation
-            // of it is in flight (see `UringIo::in_flight`); polls carry
-            // no buffer.
+            // that outlives the operation: send buffers are owned by the
+            // connection, which the server keeps until no operation of it
+            // is in flight (see `UringIo::in_flight`); receives fill pool
+            // buffers; polls and cancels carry no buffer.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
                 return Ok(());
@@ -108,30 +262,35 @@ impl Ring {
         let e = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .multi(true)
             .build()
-            .user_data((index as u64) << 2 | op.code());
+            .user_data(op.user_data(index));
         self.push(e)
     }
 
     /// Cancels a multishot poll; its last completion follows.
     pub fn cancel_poll(&mut self, index: usize, op: Op) -> io::Result<()> {
-        let e = opcode::AsyncCancel::new((index as u64) << 2 | op.code())
+        let e = opcode::AsyncCancel::new(op.user_data(index))
             .build()
             .user_data(CANCEL_USER_DATA);
         self.push(e)
     }
 
-    /// Starts what `io` needs: a receive if none is in flight, a send if
+    /// Starts what `io` needs: its multishot receive unless armed or
+    /// paused (or pauses it when unread input piles up), and a send if
     /// replies wait and none is in flight.
     pub fn arm(&mut self, io: &mut UringIo, index: usize) -> io::Result<()> {
-        if !io.recv_busy && !io.eof && !io.failed && !io.closing {
-            io.recv_busy = true;
-            let e = opcode::Recv::new(
-                types::Fd(io.fd()),
-                io.recv_buf.as_mut_ptr(),
-                io.recv_buf.len() as u32,
-            )
-            .build()
-            .user_data((index as u64) << 2 | Op::Recv.code());
+        let backlog = io.unread() >= INPUT_HIGH_WATER;
+        if !io.recv_armed && !io.eof && !io.failed && !io.closing && !backlog {
+            io.recv_armed = true;
+            io.recv_cancelling = false;
+            let e = opcode::RecvMulti::new(types::Fd(io.fd()), POOL_GROUP)
+                .build()
+                .user_data(Op::Recv.user_data(index));
+            self.push(e)?;
+        } else if io.recv_armed && !io.recv_cancelling && backlog {
+            io.recv_cancelling = true;
+            let e = opcode::AsyncCancel::new(Op::Recv.user_data(index))
+                .build()
+                .user_data(CANCEL_USER_DATA);
             self.push(e)?;
         }
         if !io.send_busy && !io.failed {
@@ -146,16 +305,45 @@ impl Ring {
                 let e = opcode::Send::new(types::Fd(io.fd()), rest.as_ptr(), rest.len() as u32)
                     .flags(libc::MSG_NOSIGNAL)
                     .build()
-                    .user_data((index as u64) << 2 | Op::Send.code());
+                    .user_data(Op::Send.user_data(index));
                 self.push(e)?;
             }
         }
         Ok(())
     }
 
+    /// Lends the pool buffer a receive completion filled to `io`, which
+    /// reads it in place until [`Ring::give_back`].
+    pub fn lend(&self, io: &mut UringIo, c: &Completion) {
+        if let (Some(bid), true) = (c.buf, c.result > 0) {
+            let len = (c.result as usize).min(POOL_BUF);
+            io.settle();
+            io.lent = Some(Loan {
+                // bid < POOL_BUFS: the offset stays inside the mapping.
+                data: self.pool.bufs.wrapping_add(usize::from(bid) * POOL_BUF),
+                len,
+                pos: 0,
+            });
+        }
+    }
+
+    /// Returns a receive completion's pool buffer, after copying aside what
+    /// `io` (the connection it was lent to, if it still exists) left
+    /// unread.
+    pub fn give_back(&mut self, c: &Completion, io: Option<&mut UringIo>) {
+        if let Some(io) = io {
+            io.settle();
+        }
+        if let Some(bid) = c.buf {
+            self.pool.give(bid);
+        }
+    }
+
     /// Submits everything queued and waits up to `timeout` for at least one
-    /// completion; returns the completions.
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<&[Completion]> {
+    /// completion; returns the completions (hand the vector back with
+    /// [`Ring::recycle`] to keep its allocation).
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<Vec<Completion>> {
+        self.pool.publish();
         let ts = types::Timespec::new()
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
@@ -168,20 +356,35 @@ impl Ring {
                     || e.raw_os_error() == Some(libc::EBUSY) => {}
             Err(e) => return Err(e),
         }
-        self.done.clear();
+        let mut done = std::mem::take(&mut self.done);
+        done.clear();
         for cqe in self.ring.completion() {
             let ud = cqe.user_data();
             if ud == CANCEL_USER_DATA {
                 continue;
             }
-            self.done.push(Completion {
+            done.push(Completion {
                 index: (ud >> 2) as usize,
                 op: Op::from_code(ud),
                 result: cqe.result(),
                 more: cqueue::more(cqe.flags()),
+                buf: cqueue::buffer_select(cqe.flags()),
             });
         }
-        Ok(&self.done)
+        Ok(done)
+    }
+
+    /// Takes back the vector [`Ring::wait`] returned.
+    pub fn recycle(&mut self, done: Vec<Completion>) {
+        self.done = done;
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // The kernel picks no pool buffer from here on, whatever it still
+        // has to tear down.
+        let _ = self.ring.submitter().unregister_buf_ring(POOL_GROUP);
     }
 }
 
@@ -190,11 +393,16 @@ impl Ring {
 pub struct UringIo {
     /// Owns the descriptor; also answers address queries.
     pub socket: Socket,
-    recv_buf: Box<[u8]>,
-    recv_busy: bool,
-    /// Received bytes the connection has not read yet.
+    /// The multishot receive is armed (its last completion is not in).
+    recv_armed: bool,
+    /// A cancel of the receive was sent (input piled up).
+    recv_cancelling: bool,
+    /// Received bytes set aside because connection code left them unread;
+    /// they come before any lent buffer.
     input: Vec<u8>,
     pos: usize,
+    /// The pool buffer being served, if any.
+    lent: Option<Loan>,
     /// Reply bytes written since the last send was started.
     out: Vec<u8>,
     /// The bytes of the send in flight (or partly sent), untouched until
@@ -220,10 +428,11 @@ impl UringIo {
     pub fn new(socket: Socket) -> UringIo {
         UringIo {
             socket,
-            recv_buf: vec![0; RECV_BUF].into_boxed_slice(),
-            recv_busy: false,
+            recv_armed: false,
+            recv_cancelling: false,
             input: Vec::new(),
             pos: 0,
+            lent: None,
             out: Vec::new(),
             sending: Vec::new(),
             sent: 0,
@@ -242,9 +451,9 @@ impl UringIo {
         }
     }
 
-    /// Whether the kernel still holds one of this connection's buffers.
+    /// Whether the kernel still has an operation of this connection.
     pub fn in_flight(&self) -> bool {
-        self.recv_busy || self.send_busy
+        self.recv_armed || self.send_busy
     }
 
     /// Whether queued replies wait to be sent.
@@ -252,21 +461,41 @@ impl UringIo {
         !self.out.is_empty() || self.sent < self.sending.len()
     }
 
-    /// Takes a completion of this connection's operations.
-    pub fn complete(&mut self, op: Op, result: i32) {
+    /// Received bytes connection code has not read yet.
+    fn unread(&self) -> usize {
+        let lent = self.lent.as_ref().map_or(0, |l| l.len - l.pos);
+        self.input.len() - self.pos + lent
+    }
+
+    /// Ends a loan: its unread bytes are copied aside.
+    fn settle(&mut self) {
+        let Some(loan) = self.lent.take() else {
+            return;
+        };
+        if self.pos == self.input.len() {
+            self.input.clear();
+            self.pos = 0;
+        }
+        self.input.extend_from_slice(&loan.bytes()[loan.pos..]);
+    }
+
+    /// Takes a completion of this connection's operations (the data of a
+    /// receive arrives through [`Ring::lend`]).
+    pub fn complete(&mut self, op: Op, result: i32, more: bool) {
         match op {
             Op::Recv => {
-                self.recv_busy = false;
-                if result > 0 {
-                    if self.pos == self.input.len() {
-                        self.input.clear();
-                        self.pos = 0;
-                    }
-                    self.input
-                        .extend_from_slice(&self.recv_buf[..result as usize]);
-                } else if result == 0 {
+                if !more {
+                    self.recv_armed = false;
+                    self.recv_cancelling = false;
+                }
+                if result == 0 {
                     self.eof = true;
-                } else if result != -libc::EAGAIN && result != -libc::EINTR {
+                } else if result < 0
+                    && result != -libc::ENOBUFS
+                    && result != -libc::ECANCELED
+                    && result != -libc::EINTR
+                    && result != -libc::EAGAIN
+                {
                     self.failed = true;
                 }
             }
@@ -308,12 +537,16 @@ impl UringIo {
 
 impl Read for UringIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = &self.input[self.pos..];
-        if !left.is_empty() {
-            let n = left.len().min(buf.len());
-            buf[..n].copy_from_slice(&left[..n]);
-            self.pos += n;
-            return Ok(n);
+        if self.pos < self.input.len() {
+            return Ok(take_buffered(&self.input, &mut self.pos, buf));
+        }
+        if let Some(loan) = self.lent.as_mut() {
+            if loan.pos < loan.len {
+                let mut pos = loan.pos;
+                let n = take_buffered(loan.bytes(), &mut pos, buf);
+                loan.pos = pos;
+                return Ok(n);
+            }
         }
         if self.failed {
             return Err(io::Error::from(io::ErrorKind::ConnectionReset));
@@ -354,22 +587,67 @@ impl Write for UringIo {
 mod tests {
     use super::*;
 
+    fn pair() -> (UringIo, std::os::unix::net::UnixStream) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        (UringIo::new(Socket::Unix(a)), b)
+    }
+
     #[test]
-    fn reads_what_receives_delivered_then_would_block() {
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut io = UringIo::new(Socket::Unix(a));
-        io.recv_buf[..5].copy_from_slice(b"hello");
-        io.recv_busy = true;
-        io.complete(Op::Recv, 5);
-        let mut buf = [0u8; 3];
-        assert_eq!(io.read(&mut buf).unwrap(), 3);
-        assert_eq!(io.read(&mut buf).unwrap(), 2);
+    fn reads_set_aside_bytes_before_the_lent_buffer_then_would_block() {
+        let (mut io, _b) = pair();
+        let first = *b"get a\r\nge";
+        io.lent = Some(Loan {
+            data: first.as_ptr(),
+            len: first.len(),
+            pos: 0,
+        });
+        let mut buf = [0u8; 7];
+        assert_eq!(io.read(&mut buf).unwrap(), 7);
+        assert_eq!(&buf, b"get a\r\n");
+        // The connection stops reading; the rest is copied aside.
+        io.settle();
+        assert!(io.lent.is_none());
+        assert_eq!(io.unread(), 2);
+        let second = *b"t b\r\n";
+        io.lent = Some(Loan {
+            data: second.as_ptr(),
+            len: second.len(),
+            pos: 0,
+        });
+        assert_eq!(io.unread(), 7);
+        let mut got = Vec::new();
+        let mut one = [0u8; 1];
+        while let Ok(n) = io.read(&mut one) {
+            got.extend_from_slice(&one[..n]);
+        }
+        assert_eq!(got, b"get b\r\n");
         assert_eq!(
             io.read(&mut buf).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
-        io.complete(Op::Recv, 0);
+        io.settle();
+        io.complete(Op::Recv, 0, false);
         assert_eq!(io.read(&mut buf).unwrap(), 0);
+    }
+
+    /// Serves completions the way the server does, without a connection
+    /// reading anything: what arrives piles up as unread input.
+    fn pump(ring: &mut Ring, io: &mut UringIo, rounds: usize) -> (bool, bool) {
+        let (mut got_recv, mut got_send) = (false, false);
+        for _ in 0..rounds {
+            ring.arm(io, 7).unwrap();
+            let done = ring.wait(Duration::from_millis(100)).unwrap();
+            for c in &done {
+                assert_eq!(c.index, 7);
+                io.complete(c.op, c.result, c.more);
+                ring.lend(io, c);
+                ring.give_back(c, Some(io));
+                got_recv |= c.op == Op::Recv;
+                got_send |= c.op == Op::Send;
+            }
+            ring.recycle(done);
+        }
+        (got_recv, got_send)
     }
 
     #[test]
@@ -377,31 +655,55 @@ mod tests {
         let Ok(mut ring) = Ring::new(8) else {
             return; // no io_uring here: nothing to check
         };
-        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut io = UringIo::new(Socket::Unix(a));
+        let (mut io, mut b) = pair();
         b.write_all(b"ping").unwrap();
         io.write_all(b"pong").unwrap();
-        ring.arm(&mut io, 7).unwrap();
-        let mut got_recv = false;
-        let mut got_send = false;
-        for _ in 0..10 {
-            let done: Vec<Completion> = ring.wait(Duration::from_millis(200)).unwrap().to_vec();
-            for c in done {
-                assert_eq!(c.index, 7);
-                io.complete(c.op, c.result);
-                got_recv |= c.op == Op::Recv;
-                got_send |= c.op == Op::Send;
-            }
-            if got_recv && got_send {
-                break;
-            }
-        }
+        let (got_recv, got_send) = pump(&mut ring, &mut io, 3);
         assert!(got_recv && got_send);
         let mut buf = [0u8; 4];
         io.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"ping");
         b.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"pong");
+        // The multishot receive stays armed; EOF ends it.
+        assert!(io.in_flight());
+        drop(b);
+        pump(&mut ring, &mut io, 3);
         assert!(!io.in_flight());
+        assert_eq!(io.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_client_that_floods_is_paused_at_the_high_water_mark_and_resumed() {
+        let Ok(mut ring) = Ring::new(8) else {
+            return;
+        };
+        let (mut io, b) = pair();
+        b.set_nonblocking(true).unwrap();
+        let chunk = vec![b'x'; 4096];
+        let mut written = 0;
+        for _ in 0..20 {
+            while let Ok(n) = (&b).write(&chunk) {
+                written += n;
+            }
+            pump(&mut ring, &mut io, 1);
+        }
+        pump(&mut ring, &mut io, 3);
+        // Nothing was read: the receive was cancelled once the backlog
+        // passed the mark, and the rest waits in the socket.
+        assert!(!io.recv_armed);
+        assert!(io.unread() >= INPUT_HIGH_WATER);
+        assert!(io.unread() < written);
+        let mut sink = vec![0u8; written];
+        let mut read = 0;
+        while let Ok(n) = io.read(&mut sink[read..]) {
+            read += n;
+        }
+        assert!(read >= INPUT_HIGH_WATER);
+        // Drained: the next turn arms the receive again and more arrives.
+        assert_eq!(io.unread(), 0);
+        pump(&mut ring, &mut io, 2);
+        assert!(io.unread() > 0);
+        assert!(sink[..read].iter().all(|&x| x == b'x'));
     }
 }
