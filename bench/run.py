@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Throughput, latency and CPU per request: rmemcached against memcached -t 1.
+"""Throughput, latency, CPU per request: rmemcached (epoll, io_uring), memcached.
 
     .venv/bin/python bench/run.py [--quick] [--only small-p1,zipf-read]
                                   [--seconds 8] [--rounds 2] [--driver auto]
+                                  [--no-uring]
     make bench [ARGS="--quick"] [MEMTIER=/path/to/memtier_benchmark]
 
-Both servers are started here (fresh for every run, same flags, free ports on
+Three servers: rmemcached (epoll), rmemcached-uring (the same binary with
+-o io_uring; --no-uring or BENCH_NO_URING=1 leaves it out) and memcached.
+All are started here (fresh for every run, same flags, free ports on
 127.0.0.1, -U 0, -t 1, -u nobody when root), the server pinned to one core
 and the load generator (and this script) to the other.  The load comes from
 memtier_benchmark when $MEMTIER is set or it is on PATH, else from the
 bundled target/release/rmc-loadgen.  Every workload is prefilled, warmed up,
-then measured; servers alternate rmemcached, memcached, rmemcached,
-memcached...; medians over the rounds are reported.
+then measured; servers alternate rmemcached, rmemcached-uring, memcached,
+rmemcached, ...; medians over the rounds are reported.
 
 Server CPU is utime+stime from /proc/<pid>/stat, sampled every 25 ms and
 interpolated to the measured interval only (prefill, warm-up, connection
@@ -54,7 +57,14 @@ SAMPLE_PERIOD = 0.025     # CPU sampling period (s)
 STATS_PERIOD = 0.5        # `stats` polling period (s)
 FD_PERIOD = 0.5           # /proc/<server>/fd counting period (s)
 SATURATED = 0.90          # a process using >= 90% of its core is saturated
-SERVERS = ("rmemcached", "memcached")
+SERVERS = ("rmemcached", "rmemcached-uring", "memcached")   # the order of a round
+URING = "rmemcached-uring"
+URING_FLAGS = ["-o", "io_uring"]
+# Output of rmemcached-uring that fails its run: it is not on io_uring.
+URING_REFUSED = ("falling back to epoll",)
+# Ratio rows: (numerator server, table label), each over memcached.
+RATIOS = (("rmemcached", "rmc/mc"), (URING, "uring/mc"))
+SERVER_W = max(len(s) for s in SERVERS)   # width of the table's server column
 KEY_PREFIX = "key:"
 
 
@@ -268,8 +278,9 @@ def stats_on(sock):
 
 
 class Server:
-    def __init__(self, name, binary, mem_mb, conn_limit, pinning, extra=()):
+    def __init__(self, name, binary, mem_mb, conn_limit, pinning, extra=(), refused=()):
         self.extra = list(extra)
+        self.refused = refused   # output that fails the run (check_output)
         self.name = name
         self.binary = binary
         self.mem_mb = mem_mb
@@ -301,9 +312,11 @@ class Server:
             self.port = free_port()
             self.argv = [self.binary] + self.flags(self.port)
             argv, pre = self.pinning.wrap(self.argv, self.pinning.server_cpu)
+            # The backend is chosen by the flags alone, not by the environment.
+            env = {k: v for k, v in os.environ.items() if k != "RMEMCACHED_IO_URING"}
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
                                          stderr=subprocess.STDOUT, preexec_fn=pre,
-                                         start_new_session=True)
+                                         start_new_session=True, env=env)
             try:
                 wait_port(self.port, self.proc)
                 break
@@ -312,16 +325,28 @@ class Server:
                 self.stop()
         else:
             raise BenchError(f"{self.name} did not start: {last}; output: {self.output()!r}")
-        exe = os.path.realpath(f"/proc/{self.pid}/exe")
-        if exe != os.path.realpath(self.binary):
-            raise BenchError(f"{self.name}: pid {self.pid} runs {exe}, not {self.binary}")
-        self.pinning.check(self.pid, self.pinning.server_cpu)
+        try:
+            exe = os.path.realpath(f"/proc/{self.pid}/exe")
+            if exe != os.path.realpath(self.binary):
+                raise BenchError(f"{self.name}: pid {self.pid} runs {exe}, not {self.binary}")
+            self.pinning.check(self.pid, self.pinning.server_cpu)
+            self.check_output()
+        except BaseException:
+            self.stop()
+            raise
 
-    def output(self):
+    def output(self, tail=2000):
         if self.logf is None:
             return ""
         self.logf.seek(0)
-        return self.logf.read()[-2000:].decode(errors="replace")
+        return self.logf.read()[-tail:].decode(errors="replace")
+
+    def check_output(self):
+        """BenchError with the line of the server's output that says it does
+        not run as asked (rmemcached-uring falling back to epoll)."""
+        for line in self.output(tail=1 << 20).splitlines():
+            if any(s in line for s in self.refused):
+                raise BenchError(f"{self.name}: {line.strip()}")
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -737,8 +762,11 @@ class MemtierDriver:
 
 def measure(wl, server_name, binary, driver, pinning, args, rnd):
     keys = wl.quick_keys if args.quick else wl.keys
-    extra = shlex.split(args.rmemcached_args) if server_name == "rmemcached" else []
-    server = Server(server_name, binary, args.memory, args.conn_limit, pinning, extra)
+    extra = shlex.split(args.rmemcached_args) if server_name != "memcached" else []
+    uring = server_name == URING
+    server = Server(server_name, binary, args.memory, args.conn_limit, pinning,
+                    extra + (URING_FLAGS if uring else []),
+                    URING_REFUSED if uring else ())
     server.start()
     try:
         try:
@@ -760,6 +788,8 @@ def measure(wl, server_name, binary, driver, pinning, args, rnd):
                 notes.append(f"final stats failed: {e}")
     finally:
         server.stop()
+    # The fallback may be printed after the port opened: checked again here.
+    server.check_output()
     if died:
         raise BenchError(f"{server_name} died during the run (status "
                          f"{server.proc.returncode}): {server.output()}")
@@ -946,13 +976,15 @@ def median_row(rows):
     return m
 
 
-def ratio_row(rmc, mc):
-    out = {"kind": "ratio", "workload": rmc["workload"], "server": "rmemcached/memcached",
-           "round": "median", "driver": rmc["driver"]}
+def ratio_row(num, den):
+    """num's median / den's median for every RATIO_FIELDS figure."""
+    out = {"kind": "ratio", "workload": num["workload"],
+           "server": f"{num['server']}/{den['server']}",
+           "round": "median", "driver": num["driver"]}
     for k in RATIO_FIELDS:
-        a, b = rmc.get(k), mc.get(k)
+        a, b = num.get(k), den.get(k)
         out[k] = a / b if a is not None and b else None
-    out["notes"] = "rmemcached median / memcached median"
+    out["notes"] = f"{num['server']} median / {den['server']} median"
     return out
 
 
@@ -966,57 +998,61 @@ def pct(v):
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-def build_table(workloads, medians, ratios, failures):
-    head = (f"{'workload':<11} {'server':<11} {'ops/s':>10} {'p50 us':>8} {'p99 us':>8} "
+def build_table(workloads, servers, medians, ratios, failures):
+    """Per workload a line per server, then its ratio lines (ratios:
+    {workload: [(label, ratio row)]})."""
+    sw = SERVER_W
+    head = (f"{'workload':<11} {'server':<{sw}} {'ops/s':>10} {'p50 us':>8} {'p99 us':>8} "
             f"{'p99.9 us':>9} {'CPU s/1M':>9} {'srv CPU':>8} {'load CPU':>8}  saturated")
     lines = [head, "-" * len(head)]
     for wl in workloads:
         first = True
-        for name in SERVERS:
+        for name in servers:
             m = medians.get((wl.name, name))
             label = wl.name if first else ""
             first = False
             if m is None:
                 why = failures.get((wl.name, name), ["not run"])[0]
-                lines.append(f"{label:<11} {name:<11} failed: {why.splitlines()[0][:70]}")
+                lines.append(f"{label:<11} {name:<{sw}} failed: {why.splitlines()[0][:70]}")
                 continue
             lines.append(
-                f"{label:<11} {name:<11} {fmt(m['ops_per_sec'], ',.0f'):>10} "
+                f"{label:<11} {name:<{sw}} {fmt(m['ops_per_sec'], ',.0f'):>10} "
                 f"{fmt(m['p50_us'], '.1f'):>8} {fmt(m['p99_us'], '.1f'):>8} "
                 f"{fmt(m['p999_us'], '.1f'):>9} {fmt(m['cpu_s_per_1M'], '.2f'):>9} "
                 f"{pct(m['server_util']):>8} {pct(m['load_util']):>8}  {m['saturated']}")
-        r = ratios.get(wl.name)
-        if r is not None:
+        for rlabel, r in ratios.get(wl.name, []):
             lines.append(
-                f"{'':<11} {'rmc/mc':<11} {fmt(r['ops_per_sec'], '.2f') + 'x':>10} "
+                f"{'':<11} {rlabel:<{sw}} {fmt(r['ops_per_sec'], '.2f') + 'x':>10} "
                 f"{fmt(r['p50_us'], '.2f'):>8} {fmt(r['p99_us'], '.2f'):>8} "
                 f"{fmt(r['p999_us'], '.2f'):>9} {fmt(r['cpu_s_per_1M'], '.2f'):>9}")
     return lines
 
 
-def plot(path, workloads, runs, medians, title):
+def plot(path, workloads, servers, runs, medians, title):
+    """Throughput, latency percentiles and CPU per request, the servers side
+    by side per workload; an explanation instead when nothing is plotted."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed (make deps-bench): no plot"
-    names = [w.name for w in workloads if any((w.name, s) in medians for s in SERVERS)]
+    names = [w.name for w in workloads if any((w.name, s) in medians for s in servers)]
     if not names:
         return "nothing to plot"
-    colors = {"rmemcached": "#1f77b4", "memcached": "#ff7f0e"}
-    fig, axes = plt.subplots(3, 1, figsize=(max(8, 1.6 * len(names) + 2), 12))
+    colors = {"rmemcached": "#1f77b4", URING: "#2ca02c", "memcached": "#ff7f0e"}
+    fig, axes = plt.subplots(3, 1, figsize=(max(8, 0.8 * len(servers) * len(names) + 2), 12))
     x = list(range(len(names)))
-    width = 0.38
+    width = 0.76 / len(servers)
     ax = axes[0]
-    for i, srv in enumerate(SERVERS):
+    for i, srv in enumerate(servers):
         xs, ys, lo, hi = [], [], [], []
         for j, n in enumerate(names):
             m = medians.get((n, srv))
             if m is None or not m["ops_per_sec"]:
                 continue
             vals = [r["ops_per_sec"] for r in runs if r["workload"] == n and r["server"] == srv]
-            xs.append(j + (i - 0.5) * width)
+            xs.append(j + (i - (len(servers) - 1) / 2) * width)
             ys.append(m["ops_per_sec"])
             lo.append(m["ops_per_sec"] - min(vals))
             hi.append(max(vals) - m["ops_per_sec"])
@@ -1029,8 +1065,8 @@ def plot(path, workloads, runs, medians, title):
     ax.legend()
     ax = axes[1]
     pcts = [("p50_us", "p50", 0.35), ("p99_us", "p99", 0.65), ("p999_us", "p99.9", 1.0)]
-    w6 = 0.8 / 6
-    for i, srv in enumerate(SERVERS):
+    w6 = 0.8 / (3 * len(servers))
+    for i, srv in enumerate(servers):
         for k, (key, label, alpha) in enumerate(pcts):
             xs, ys = [], []
             for j, n in enumerate(names):
@@ -1043,15 +1079,15 @@ def plot(path, workloads, runs, medians, title):
     ax.set_yscale("log")
     ax.set_ylabel("latency, us (median of rounds)")
     ax.set_title("Latency percentiles")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=len(servers))
     ax = axes[2]
-    for i, srv in enumerate(SERVERS):
+    for i, srv in enumerate(servers):
         xs, ys = [], []
         for j, n in enumerate(names):
             m = medians.get((n, srv))
             if m is None or m["cpu_s_per_1M"] is None:
                 continue
-            xs.append(j + (i - 0.5) * width)
+            xs.append(j + (i - (len(servers) - 1) / 2) * width)
             ys.append(m["cpu_s_per_1M"])
         ax.bar(xs, ys, width, label=srv, color=colors[srv])
     ax.set_yscale("log")
@@ -1118,17 +1154,21 @@ def parse_args(argv):
     p.add_argument("--warmup", type=float, default=None,
                    help="warm-up seconds per run (default $BENCH_WARMUP or 2; quick 0.5)")
     p.add_argument("--rounds", type=int, default=None,
-                   help="rounds of A B (default $BENCH_ROUNDS or 2; quick 1)")
+                   help="rounds of A B C (default $BENCH_ROUNDS or 2; quick 1)")
     p.add_argument("--driver", choices=("auto", "loadgen", "memtier"), default="auto",
                    help="auto: memtier_benchmark if $MEMTIER or on PATH, else rmc-loadgen")
     p.add_argument("--protocol", choices=("text", "meta", "binary"), default="text")
-    p.add_argument("--memory", type=int, default=1024, help="-m for both servers (MB)")
+    p.add_argument("--memory", type=int, default=1024, help="-m for every server (MB)")
     p.add_argument("--conn-limit", type=int, default=12000,
-                   help="-c for both servers (default 12000: 10,000 idle + 50 busy fit)")
+                   help="-c for every server (default 12000: 10,000 idle + 50 busy fit)")
     p.add_argument("--rmemcached", default=os.environ.get("RMEMCACHED_BIN", RMC_BIN))
     p.add_argument("--rmemcached-args", default=os.environ.get("BENCH_RMC_ARGS", ""),
-                   help='extra flags for rmemcached only, e.g. "-o io_uring" '
+                   help="extra flags for both rmemcached servers, not memcached "
                    "(default $BENCH_RMC_ARGS)")
+    p.add_argument("--no-uring", action="store_true",
+                   default=os.environ.get("BENCH_NO_URING", "") not in ("", "0"),
+                   help=f"leave {URING} (rmemcached with {' '.join(URING_FLAGS)}) out "
+                   "(default: set when $BENCH_NO_URING=1)")
     p.add_argument("--memcached", default=os.environ.get("MEMCACHED_BIN", MC_BIN))
     p.add_argument("--loadgen", default=os.environ.get("RMC_LOADGEN", LOADGEN_BIN))
     p.add_argument("--results-dir", default=RESULTS)
@@ -1154,6 +1194,7 @@ def parse_args(argv):
         a.workloads = [WORKLOAD_BY_NAME[n] for n in names]
     else:
         a.workloads = list(WORKLOADS)
+    a.servers = [s for s in SERVERS if not (a.no_uring and s == URING)]
     return a
 
 
@@ -1206,16 +1247,19 @@ def main(argv=None):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.makedirs(a.results_dir, exist_ok=True)
     base = os.path.join(a.results_dir, f"bench-{stamp}")
-    binaries = {"rmemcached": a.rmemcached, "memcached": a.memcached}
+    binaries = {"rmemcached": a.rmemcached, URING: a.rmemcached, "memcached": a.memcached}
     header = [
         f"machine:    {machine_info()}",
         f"rmemcached: {a.rmemcached} (git {git_rev()}, sha256 {file_digest(a.rmemcached)})"
         + (f", extra flags: {a.rmemcached_args}" if a.rmemcached_args else ""),
+    ] + ([f"            {URING}: the same binary and flags plus {' '.join(URING_FLAGS)}"]
+         if URING in a.servers else []) + [
         f"memcached:  {a.memcached} ({version_of(a.memcached)}), run with -t 1",
         f"load:       {driver.describe()}, protocol {a.protocol}",
         f"pinning:    {pinning.how}",
         f"runs:       {a.seconds:g} s measured after prefill + {a.warmup:g} s warm-up, "
-        f"{a.rounds} round(s) of rmemcached, memcached; -m {a.memory} -c {a.conn_limit}",
+        f"{a.rounds} round(s) of {', '.join(a.servers)} (in that order); "
+        f"-m {a.memory} -c {a.conn_limit}",
     ]
     for line in header:
         log(line)
@@ -1231,18 +1275,19 @@ def main(argv=None):
         for wl in a.workloads:
             log(f"== {wl.name}: {wl.desc}")
             for rnd in range(1, a.rounds + 1):
-                for name in SERVERS:
+                for name in a.servers:
                     t = time.monotonic()
                     try:
                         row = measure(wl, name, binaries[name], driver, pinning, a, rnd)
                     except BenchError as e:
                         failures.setdefault((wl.name, name), []).append(f"round {rnd}: {e}")
-                        log(f"   round {rnd} {name:<10} FAILED: {e}")
+                        log(f"   round {rnd} {name:<{SERVER_W}} FAILED: {e}")
                         continue
                     row["kind"] = "run"
                     row["saturated"] = saturation(row)
                     runs.append(row)
-                    log(f"   round {rnd} {name:<10} {row['ops_per_sec']:>12,.0f} ops/s  "
+                    log(f"   round {rnd} {name:<{SERVER_W}} "
+                        f"{row['ops_per_sec']:>12,.0f} ops/s  "
                         f"p99 {fmt(row['p99_us'], '.1f')} us  "
                         f"CPU {fmt(row['cpu_s_per_1M'], '.2f')} s/1M  "
                         f"server {pct(row['server_util'])} load {pct(row['load_util'])}  "
@@ -1259,23 +1304,25 @@ def main(argv=None):
                         f"(CSV column load_sha)")
 
     medians, ratios = {}, {}
+    ratio_pairs = [(num, label) for num, label in RATIOS if num in a.servers]
     for wl in a.workloads:
-        for name in SERVERS:
+        for name in a.servers:
             rows = [r for r in runs if r["workload"] == wl.name and r["server"] == name]
             if rows:
                 medians[(wl.name, name)] = median_row(rows)
-        if all((wl.name, s) in medians for s in SERVERS):
-            ratios[wl.name] = ratio_row(medians[(wl.name, "rmemcached")],
-                                        medians[(wl.name, "memcached")])
+        mc = medians.get((wl.name, "memcached"))
+        ratios[wl.name] = [(label, ratio_row(medians[(wl.name, num)], mc))
+                           for num, label in ratio_pairs
+                           if mc is not None and (wl.name, num) in medians]
 
-    table = build_table(a.workloads, medians, ratios, failures)
+    table = build_table(a.workloads, a.servers, medians, ratios, failures)
     extra = []
-    if "idle-10k" in ratios and "small-p1" in ratios:
-        for name in SERVERS:
-            r = (medians[("idle-10k", name)]["ops_per_sec"]
-                 / medians[("small-p1", name)]["ops_per_sec"])
+    for name in a.servers:
+        idle, busy = medians.get(("idle-10k", name)), medians.get(("small-p1", name))
+        if idle and busy and busy["ops_per_sec"]:
             extra.append(f"{name}: throughput with 10,000 idle connections is "
-                         f"{100 * r:.0f}% of that with 50 (idle-10k / small-p1)")
+                         f"{100 * idle['ops_per_sec'] / busy['ops_per_sec']:.0f}% "
+                         f"of that with 50 (idle-10k / small-p1)")
     for (wname, sname), m in medians.items():
         if m.get("other_cpu") is not None and m["other_cpu"] > 0.15:
             extra.append(f"{wname}/{sname}: {100 * m['other_cpu']:.0f}% of a core went to "
@@ -1287,9 +1334,9 @@ def main(argv=None):
         "share of one core used by the server / the load generator; saturated: which",
         f"side used >= {100 * SATURATED:.0f}% of its core (contended: neither did, but "
         "their cores were",
-        "busy with other processes' work); rmc/mc: rmemcached / memcached (ops/s: higher",
-        "is better; latency and CPU: lower is better). Medians over the rounds.",
-    ]
+        "busy with other processes' work). Medians over the rounds. Ratio lines (ops/s:",
+        "higher is better; latency and CPU: lower is better):",
+    ] + [f"  {label}: {num} / memcached" for num, label in ratio_pairs]
     failed_lines = [f"{k[0]}/{k[1]} failed, {line}" for k, v in failures.items()
                     for line in (x.splitlines()[0] for x in v)]
     log()
@@ -1308,19 +1355,19 @@ def main(argv=None):
         for r in runs:
             wr.writerow(r)
         for wl in a.workloads:
-            for name in SERVERS:
+            for name in a.servers:
                 if (wl.name, name) in medians:
                     wr.writerow(medians[(wl.name, name)])
-            if wl.name in ratios:
-                wr.writerow(ratios[wl.name])
+            for _, r in ratios[wl.name]:
+                wr.writerow(r)
     with open(txt_path, "w") as f:
         f.write("\n".join(header + [""] + table + [""] + legend
                           + ([""] + extra if extra else [])
                           + ([""] + ["warning: " + x for x in warnings] if warnings else [])
                           + ([""] + failed_lines if failed_lines else [])) + "\n")
     msg = "plot skipped (--no-plot)" if a.no_plot else plot(
-        png_path, a.workloads, runs, medians,
-        f"rmemcached vs memcached -t 1, {stamp}, {driver.name}, {a.seconds:g} s x "
+        png_path, a.workloads, a.servers, runs, medians,
+        f"{' vs '.join(a.servers)} (-t 1), {stamp}, {driver.name}, {a.seconds:g} s x "
         f"{a.rounds} round(s)\n{machine_info()}")
     log()
     log(f"wrote {csv_path}")

@@ -1,10 +1,11 @@
 """Smoke test of the benchmark harness (bench/run.py, `make bench`).
 
-One light workload, one second, one round, against both servers, with the
+One light workload, one second, one round, against the three servers
+(rmemcached, rmemcached-uring = rmemcached -o io_uring, memcached), with the
 bundled load generator (target/release/rmc-loadgen, built by `make build`):
-the harness must start and stop both servers, produce its CSV with the
-expected columns and measure positive throughput and CPU for each.  About
-10 s; the numbers themselves are not judged here.
+the harness must start and stop every server, produce its CSV with the
+expected columns and measure positive throughput and CPU for each, and both
+ratio rows.  About 10 s; the numbers themselves are not judged here.
 """
 import csv
 import glob
@@ -31,7 +32,8 @@ def test_bench_quick_smoke(tmp_path):
     assert os.access(LOADGEN, os.X_OK), f"{LOADGEN} missing: `make build` builds it"
     assert os.access(MEMCACHED_BIN, os.X_OK), f"{MEMCACHED_BIN} missing: make deps-apt"
     env = dict(os.environ)
-    env.pop("MEMTIER", None)
+    for k in ("MEMTIER", "BENCH_NO_URING", "BENCH_RMC_ARGS"):
+        env.pop(k, None)
     r = subprocess.run(
         [sys.executable, RUN, "--quick", "--only", "small-p1", "--seconds", "1",
          "--rounds", "1", "--warmup", "0.5", "--driver", "loadgen",
@@ -49,7 +51,7 @@ def test_bench_quick_smoke(tmp_path):
         assert not missing, f"CSV lacks {missing}: {reader.fieldnames}"
         rows = list(reader)
 
-    for server in ("rmemcached", "memcached"):
+    for server in ("rmemcached", "rmemcached-uring", "memcached"):
         runs = [x for x in rows if x["kind"] == "run" and x["server"] == server]
         assert len(runs) == 1, rows
         row = runs[0]
@@ -62,16 +64,21 @@ def test_bench_quick_smoke(tmp_path):
         assert 0 < float(row["p50_us"]) <= float(row["p99_us"]) <= float(row["p999_us"]), row
         assert float(row["server_cpu_s"]) > 0 and float(row["cpu_s_per_1M"]) > 0, row
         assert row["server_argv"].split()[0] == (
-            RMEMCACHED_BIN if server == "rmemcached" else MEMCACHED_BIN), row
+            MEMCACHED_BIN if server == "memcached" else RMEMCACHED_BIN), row
         assert " -t 1 " in row["server_argv"] + " ", row
+        assert (" -o io_uring" in row["server_argv"]) == (server == "rmemcached-uring"), row
         medians = [x for x in rows if x["kind"] == "median" and x["server"] == server]
         assert len(medians) == 1 and float(medians[0]["ops_per_sec"]) > 0, rows
-    ratios = [x for x in rows if x["kind"] == "ratio"]
-    assert len(ratios) == 1 and float(ratios[0]["ops_per_sec"]) > 0, rows
+    ratios = {x["server"]: x for x in rows if x["kind"] == "ratio"}
+    assert sorted(ratios) == ["rmemcached-uring/memcached", "rmemcached/memcached"], rows
+    assert all(float(x["ops_per_sec"]) > 0 for x in ratios.values()), rows
 
-    # The table: one line per server and the ratio line.
-    assert "small-p1    rmemcached" in r.stdout, r.stdout
-    assert "rmc/mc" in r.stdout, r.stdout
+    # The table: one line per server, then the two ratio lines.
+    lines = r.stdout.splitlines()
+    at = [i for i, x in enumerate(lines) if x.startswith("small-p1    rmemcached ")]
+    assert len(at) == 1, r.stdout
+    assert [x.split()[0] for x in lines[at[0] + 1:at[0] + 5]] == [
+        "rmemcached-uring", "memcached", "rmc/mc", "uring/mc"], r.stdout
     assert glob.glob(str(tmp_path / "bench-*.txt"))
     png = glob.glob(str(tmp_path / "bench-*.png"))
     assert png or "matplotlib is not installed" in r.stdout, r.stdout[-1500:]
