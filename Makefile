@@ -9,10 +9,10 @@ PORT    ?= 11211
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # memcached (and rmemcached) refuse to run as root without -u.
 RUN_AS  := $(shell [ "$$(id -u)" = 0 ] && echo "-u nobody")
-APT_PKGS := memcached libmemcached-tools python3-venv valgrind \
+APT_PKGS := memcached libmemcached-tools python3-venv valgrind strace \
             sasl2-bin libsasl2-modules libsasl2-modules-db
 
-.PHONY: all build run test deps deps-apt deps-py deps-bench test-rust test-unsafe test-py test-py-uring bench bench-memory lint fmt clean
+.PHONY: all build run test deps deps-apt deps-py deps-bench test-rust test-unsafe test-py test-py-uring bench bench-profile bench-memory lint fmt clean
 
 all: build
 
@@ -90,6 +90,11 @@ test-py-uring:
 # Not part of `make test`.
 bench: build deps-apt deps-bench
 	$(if $(MEMTIER),MEMTIER=$(MEMTIER)) $(PY) bench/run.py $(ARGS)
+
+# Instructions (callgrind) and system calls (strace) per request, both
+# backends beside memcached -t 1; N=requests (default 100000).
+bench-profile: build deps-apt
+	bash bench/per-request.sh $(N)
 
 # Items stored, RSS per item and hit ratios, rmemcached beside memcached.
 bench-memory: build deps

@@ -82,3 +82,27 @@ def test_bench_quick_smoke(tmp_path):
     assert glob.glob(str(tmp_path / "bench-*.txt"))
     png = glob.glob(str(tmp_path / "bench-*.png"))
     assert png or "matplotlib is not installed" in r.stdout, r.stdout[-1500:]
+
+
+def test_per_request_profile_counts_instructions_and_syscalls():
+    """bench/per-request.sh (`make bench-profile`) with a small request
+    count: one line per server with a positive instruction count and the
+    system calls each backend is built on."""
+    env = dict(os.environ, RMEMCACHED=RMEMCACHED_BIN, MEMCACHED=MEMCACHED_BIN,
+               LOADGEN=LOADGEN)
+    r = subprocess.run(["bash", os.path.join(ROOT, "bench", "per-request.sh"), "5000"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {}
+    for line in r.stdout.splitlines()[1:4]:
+        name, instr, calls, detail = line.split(None, 3)
+        rows[name] = (int(instr), float(calls), detail)
+    assert list(rows) == ["rmemcached", "rmemcached-uring", "memcached"]
+    for name, (instr, calls, _) in rows.items():
+        assert 500 < instr < 100_000, (name, instr)
+    epoll, uring, mc = rows["rmemcached"], rows["rmemcached-uring"], rows["memcached"]
+    # One read and one write per request on epoll, for both servers.
+    assert "recvfrom 1.0" in epoll[2] and "writev 1.0" in epoll[2], epoll
+    assert "read 1.0" in mc[2] and "sendmsg 1.0" in mc[2], mc
+    # io_uring batches: well under one system call per request.
+    assert "io_uring_enter" in uring[2] and uring[1] < 0.5, uring
