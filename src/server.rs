@@ -701,6 +701,7 @@ impl Server {
                 }
                 Op::Recv | Op::Send => self.complete_uring(c),
             }
+            self.uring.as_mut().expect("ring").submit_if_late()?;
         }
         self.uring.as_mut().expect("ring").recycle(done);
         self.drive_pending();

@@ -43,6 +43,14 @@ const INPUT_HIGH_WATER: usize = 64 * 1024;
 /// that does not read cannot make the server buffer without bound.
 const SEND_HIGH_WATER: usize = 1024 * 1024;
 
+/// Replies at least this long are written to the socket directly when
+/// nothing is queued ahead of them, instead of being copied for a send.
+const DIRECT_SEND_MIN: usize = 16 * 1024;
+
+/// How long a turn may keep operations queued before submitting them
+/// early (see [`Ring::submit_if_late`]).
+const SUBMIT_DELAY: Duration = Duration::from_micros(200);
+
 /// User data of cancel requests, whose completions nobody needs.
 const CANCEL_USER_DATA: u64 = u64::MAX;
 
@@ -216,6 +224,8 @@ pub struct Ring {
     ring: IoUring,
     pool: BufPool,
     done: Vec<Completion>,
+    /// When the oldest operation not yet submitted was first seen queued.
+    first_queued: Option<std::time::Instant>,
 }
 
 impl Ring {
@@ -238,6 +248,7 @@ impl Ring {
             ring,
             pool,
             done: Vec::new(),
+            first_queued: None,
         })
     }
 
@@ -339,11 +350,34 @@ impl Ring {
         }
     }
 
+    /// Hands queued operations to the kernel now, without waiting, if the
+    /// oldest has waited longer than [`SUBMIT_DELAY`]: a turn that serves
+    /// many costly requests then does not hold back the replies of the
+    /// first ones until its end.
+    pub fn submit_if_late(&mut self) -> io::Result<()> {
+        if self.ring.submission().is_empty() {
+            self.first_queued = None;
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        match self.first_queued {
+            None => self.first_queued = Some(now),
+            Some(t) if now.duration_since(t) >= SUBMIT_DELAY => {
+                self.pool.publish();
+                self.ring.submit()?;
+                self.first_queued = None;
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
     /// Submits everything queued and waits up to `timeout` for at least one
     /// completion; returns the completions (hand the vector back with
     /// [`Ring::recycle`] to keep its allocation).
     pub fn wait(&mut self, timeout: Duration) -> io::Result<Vec<Completion>> {
         self.pool.publish();
+        self.first_queued = None;
         let ts = types::Timespec::new()
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
@@ -570,12 +604,32 @@ impl Write for UringIo {
         if self.out.len() + (self.sending.len() - self.sent) >= SEND_HIGH_WATER {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let mut n = 0;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total >= DIRECT_SEND_MIN && !self.has_output() && !self.send_busy {
+            // A large reply (a big value) goes to the socket straight from
+            // where it lies, item memory included, as on epoll: copying
+            // it into the send buffer would cost more than the system
+            // call saves.  Only with nothing queued ahead of it, so bytes
+            // keep their order.
+            let direct = match &self.socket {
+                Socket::Tcp(s) => (&*s).write_vectored(bufs),
+                Socket::Unix(s) => (&*s).write_vectored(bufs),
+            };
+            match direct {
+                Ok(n) if n > 0 => return Ok(n),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+        }
         for b in bufs {
             self.out.extend_from_slice(b);
-            n += b.len();
         }
-        Ok(n)
+        Ok(total)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -628,6 +682,21 @@ mod tests {
         io.settle();
         io.complete(Op::Recv, 0, false);
         assert_eq!(io.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn large_replies_go_straight_to_the_socket_small_ones_wait_for_a_send() {
+        let (mut io, mut b) = pair();
+        let big = vec![b'v'; DIRECT_SEND_MIN];
+        assert_eq!(io.write(&big).unwrap(), big.len());
+        assert!(!io.has_output());
+        let mut got = vec![0u8; big.len()];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(got, big);
+        // Queued bytes keep their place: a large reply behind them waits.
+        io.write_all(b"END\r\n").unwrap();
+        io.write_all(&big).unwrap();
+        assert_eq!(io.out.len(), 5 + big.len());
     }
 
     /// Serves completions the way the server does, without a connection
