@@ -173,6 +173,9 @@ pub struct Server {
     cfg: Config,
     /// Connections that yielded with work left.
     pending: Vec<usize>,
+    /// The other buffer `drive_pending` swaps with `pending`, so that a
+    /// turn allocates nothing.
+    pending_spare: Vec<usize>,
     shutdown: Option<Shutdown>,
     /// When accepting stopped for want of connection slots.
     listen_disabled_since: Option<std::time::Instant>,
@@ -255,6 +258,7 @@ impl Server {
             clock,
             cfg,
             pending: Vec::new(),
+            pending_spare: Vec::new(),
             shutdown: None,
             listen_disabled_since: None,
             time_in_listen_disabled_us: 0,
@@ -319,7 +323,7 @@ impl Server {
     pub fn turn(&mut self) -> io::Result<()> {
         let timeout = self.housekeeping();
         let events = self.reactor.wait(Some(timeout))?;
-        for ev in events {
+        for ev in &events {
             let t = ev.token.0;
             if t >= UDP_BASE {
                 self.serve_udp(t - UDP_BASE);
@@ -332,6 +336,7 @@ impl Server {
                 self.drive(t);
             }
         }
+        self.reactor.recycle(events);
         self.drive_pending();
         Ok(())
     }
@@ -367,13 +372,17 @@ impl Server {
 
     /// Drives the connections (and UDP sockets) that yielded with work left.
     fn drive_pending(&mut self) {
-        for t in std::mem::take(&mut self.pending) {
+        let spare = std::mem::take(&mut self.pending_spare);
+        let mut pending = std::mem::replace(&mut self.pending, spare);
+        for &t in &pending {
             if t >= UDP_BASE {
                 self.serve_udp(t - UDP_BASE);
             } else if self.conns.contains(t) {
                 self.drive(t);
             }
         }
+        pending.clear();
+        self.pending_spare = pending;
     }
 
     /// Whether the connection table is full under memcached's limit.

@@ -201,7 +201,7 @@ pub(super) fn execute(cmd: Command<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> Af
             After::Next
         }
         Command::LruCrawler(t) => super::admin::lru_crawler(&t, out, ctx),
-        Command::Meta(t) => super::meta::execute(&t, out, ctx),
+        Command::Meta(line) => super::meta::execute(&crate::proto::text::tokenize(line), out, ctx),
         Command::Reply { text, noreply } => {
             reply(out, ctx.trace, text, noreply);
             After::Next

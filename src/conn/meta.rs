@@ -33,11 +33,6 @@ impl Key {
     }
 }
 
-/// The flag tokens after `first`, in request order.
-fn flag_tokens<'a>(t: &Tokens<'a>, first: usize) -> Vec<&'a [u8]> {
-    (first..t.len()).map(|i| t.get(i)).collect()
-}
-
 /// Why [`prepare`] refused a command: its shape, or its flags.
 enum Refusal {
     Shape(&'static str),
@@ -45,11 +40,11 @@ enum Refusal {
 }
 
 /// Common checks; the parsed flags and decoded key, or the reply to send.
-fn prepare<'a>(
-    t: &Tokens<'a>,
+fn prepare<'t, 'a>(
+    t: &'t Tokens<'a>,
     first_flag: usize,
     too_many: &'static str,
-) -> Result<(Flags, Key, Vec<&'a [u8]>), Refusal> {
+) -> Result<(Flags, Key, &'t [&'a [u8]]), Refusal> {
     let raw = t.get(1);
     if raw.len() > KEY_MAX_LENGTH {
         return Err(Refusal::Shape(BAD_FORMAT));
@@ -62,14 +57,14 @@ fn prepare<'a>(
         len: raw.len(),
     };
     key.buf[..raw.len()].copy_from_slice(raw);
-    let toks = flag_tokens(t, first_flag);
-    let (flags, n) = preparse(&toks, &mut key.buf[..raw.len()]).map_err(Refusal::Flags)?;
+    let toks = t.from(first_flag);
+    let (flags, n) = preparse(toks, &mut key.buf[..raw.len()]).map_err(Refusal::Flags)?;
     key.len = n;
     Ok((flags, key, toks))
 }
 
 /// [`prepare`] for `md` and `ma`, which report every flag error as one.
-fn prepare_md_ma<'a>(t: &Tokens<'a>) -> Result<(Flags, Key, Vec<&'a [u8]>), &'static str> {
+fn prepare_md_ma<'t, 'a>(t: &'t Tokens<'a>) -> Result<(Flags, Key, &'t [&'a [u8]]), &'static str> {
     prepare(t, 2, "CLIENT_ERROR options flags too long").map_err(|r| match r {
         Refusal::Shape(e) => e,
         Refusal::Flags(_) => "CLIENT_ERROR invalid or duplicate flag",
@@ -108,6 +103,11 @@ fn push_opaque_and_key(t: &mut Vec<u8>, toks: &[&[u8]], key: &[u8], base64: bool
         }
     }
     true
+}
+
+/// Whether every `O` (opaque) token is short enough to echo.
+fn opaque_fits(toks: &[&[u8]]) -> bool {
+    toks.iter().all(|t| t[0] != b'O' || t.len() <= MAX_OPAQUE)
 }
 
 const OPAQUE_TOO_LONG: &str = "CLIENT_ERROR opaque token too long";
@@ -175,12 +175,14 @@ fn mg(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     let ttl_set = f.ttl.is_some();
     let Some(it) = hit else {
         ctx.counters.count_fetch(false, ttl_set);
-        let mut text = b"EN".to_vec();
-        if !push_opaque_and_key(&mut text, &toks, key, f.base64) {
+        if !opaque_fits(toks) {
             return line(out, OPAQUE_TOO_LONG);
         }
         if !f.no_reply {
-            out.line(&text);
+            let text = out.text();
+            text.extend_from_slice(b"EN");
+            push_opaque_and_key(text, toks, key, f.base64);
+            out.end_line();
         }
         return;
     };
@@ -192,14 +194,16 @@ fn mg(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     let mut exptime = v.exptime;
     let iflags = v.iflags;
     let mut won = false;
-    let mut text = Vec::with_capacity(64);
+    // The reply line is written straight into the output queue.
+    let start = out.text().len();
+    let text = out.text();
     if f.value {
         text.extend_from_slice(b"VA ");
-        push_u64(&mut text, len as u64);
+        push_u64(text, len as u64);
     } else {
         text.extend_from_slice(b"HD");
     }
-    for tok in &toks {
+    for tok in toks {
         match tok[0] {
             b'T' => {
                 exptime = ctx.clock.realtime(f.ttl.unwrap_or(0));
@@ -218,27 +222,27 @@ fn mg(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
             }
             b's' => {
                 text.extend_from_slice(b" s");
-                push_u64(&mut text, len as u64);
+                push_u64(text, len as u64);
             }
             b't' => {
                 text.extend_from_slice(b" t");
                 if exptime == 0 {
                     text.extend_from_slice(b"-1");
                 } else {
-                    push_u64(&mut text, u64::from(exptime.wrapping_sub(now)));
+                    push_u64(text, u64::from(exptime.wrapping_sub(now)));
                 }
             }
             b'c' => {
                 text.extend_from_slice(b" c");
-                push_u64(&mut text, cas);
+                push_u64(text, cas);
             }
             b'f' => {
                 text.extend_from_slice(b" f");
-                push_u64(&mut text, u64::from(flags));
+                push_u64(text, u64::from(flags));
             }
             b'l' => {
                 text.extend_from_slice(b" l");
-                push_u64(&mut text, u64::from(now.wrapping_sub(time)));
+                push_u64(text, u64::from(now.wrapping_sub(time)));
             }
             b'h' => {
                 text.extend_from_slice(if iflags & F_FETCHED != 0 {
@@ -250,12 +254,13 @@ fn mg(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
             b'O' => {
                 if tok.len() > MAX_OPAQUE {
                     ctx.cache.release(it);
+                    out.text().truncate(start);
                     return line(out, OPAQUE_TOO_LONG);
                 }
                 text.push(b' ');
                 text.extend_from_slice(tok);
             }
-            b'k' => push_key(&mut text, key, key_binary),
+            b'k' => push_key(text, key, key_binary),
             _ => {}
         }
     }
@@ -277,7 +282,7 @@ fn mg(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     }
     ctx.cache.count_hit(&it, ttl_set);
     ctx.counters.count_fetch(true, ttl_set);
-    out.line(&text);
+    out.end_line();
     if f.value {
         out.item(it, len + 2);
     } else {
@@ -313,7 +318,7 @@ fn ms(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
     let key = key.bytes();
     let mut echo = Vec::new();
     let mut opaque_too_long = false;
-    for tok in &toks {
+    for tok in toks {
         match tok[0] {
             b'O' if tok.len() > MAX_OPAQUE => opaque_too_long = true,
             b'O' | b'k' | b'c' => echo.push(tok.to_vec()),
@@ -421,8 +426,7 @@ fn md(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
         Err(e) => return line(out, e),
     };
     let key = key.bytes();
-    let mut flags_text = Vec::new();
-    if !push_opaque_and_key(&mut flags_text, &toks, key, f.base64) {
+    if !opaque_fits(toks) {
         return line(out, OPAQUE_TOO_LONG);
     }
     ctx.detail.record_delete(key);
@@ -455,9 +459,10 @@ fn md(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     if status == b"HD" && f.no_reply {
         return;
     }
-    let mut text = status.to_vec();
-    text.extend_from_slice(&flags_text);
-    out.line(&text);
+    let text = out.text();
+    text.extend_from_slice(status);
+    push_opaque_and_key(text, toks, key, f.base64);
+    out.end_line();
 }
 
 fn ma(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
@@ -524,28 +529,32 @@ fn ma(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     } else {
         None
     };
-    let mut text = Vec::with_capacity(64);
     let Some(it) = item else {
-        text.extend_from_slice(status.unwrap_or(b"NS"));
-        if !push_opaque_and_key(&mut text, &toks, key, f.base64) {
+        if !opaque_fits(toks) {
             return line(out, OPAQUE_TOO_LONG);
         }
-        return out.line(&text);
+        let text = out.text();
+        text.extend_from_slice(status.unwrap_or(b"NS"));
+        push_opaque_and_key(text, toks, key, f.base64);
+        return out.end_line();
     };
+    // The reply line is written straight into the output queue.
+    let start = out.text().len();
+    let text = out.text();
     let mut digits = [0u8; 20];
     let digits = crate::numbers::u64_digits(value, &mut digits);
     if f.value {
         text.extend_from_slice(b"VA ");
-        push_u64(&mut text, digits.len() as u64);
+        push_u64(text, digits.len() as u64);
     } else {
         text.extend_from_slice(b"HD");
     }
     let now = ctx.clock.now();
-    for tok in &toks {
+    for tok in toks {
         match tok[0] {
             b'c' => {
                 text.extend_from_slice(b" c");
-                push_u64(&mut text, ctx.cache.view(&it).cas);
+                push_u64(text, ctx.cache.view(&it).cas);
             }
             b't' => {
                 let e = ctx.cache.view(&it).exptime;
@@ -553,7 +562,7 @@ fn ma(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
                 if e == 0 {
                     text.extend_from_slice(b"-1");
                 } else {
-                    push_u64(&mut text, u64::from(e.wrapping_sub(now)));
+                    push_u64(text, u64::from(e.wrapping_sub(now)));
                 }
             }
             b'T' => {
@@ -567,24 +576,26 @@ fn ma(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
             b'O' => {
                 if tok.len() > MAX_OPAQUE {
                     ctx.cache.release(it);
+                    out.text().truncate(start);
                     return line(out, OPAQUE_TOO_LONG);
                 }
                 text.push(b' ');
                 text.extend_from_slice(tok);
             }
-            b'k' => push_key(&mut text, key, f.base64),
+            b'k' => push_key(text, key, f.base64),
             _ => {}
         }
     }
     ctx.cache.release(it);
     if quiet {
+        out.text().truncate(start);
         return;
     }
     if f.value {
         text.extend_from_slice(b"\r\n");
         text.extend_from_slice(digits);
     }
-    out.line(&text);
+    out.end_line();
 }
 
 fn me(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {

@@ -90,6 +90,12 @@ impl OutQueue {
         self.pieces.push_back(Piece::Text { start, end });
     }
 
+    /// Ends a status line written into [`Self::text`]: `\r\n`, then queued.
+    pub fn end_line(&mut self) {
+        self.text.extend_from_slice(b"\r\n");
+        self.commit();
+    }
+
     /// Queues a status line: `line` then `\r\n`.
     pub fn line(&mut self, line: &[u8]) {
         self.text.extend_from_slice(line);

@@ -98,8 +98,9 @@ pub enum Command<'a> {
     Slabs(Box<Tokens<'a>>),
     Lru(Box<Tokens<'a>>),
     LruCrawler(Box<Tokens<'a>>),
-    /// A meta command (`mg ms md ma mn me`).
-    Meta(Box<Tokens<'a>>),
+    /// A meta command (`mg ms md ma mn me`): the whole line, which the
+    /// meta executor tokenizes itself (no allocation, no 400-byte move).
+    Meta(&'a [u8]),
     CacheMemlimit {
         megabytes: Option<u32>,
         noreply: bool,
@@ -139,6 +140,11 @@ impl<'a> Tokens<'a> {
         } else {
             b""
         }
+    }
+
+    /// Tokens `first..`, in order (empty when `first` is past the end).
+    pub fn from(&self, first: usize) -> &[&'a [u8]] {
+        &self.tok[first.min(self.n)..self.n]
     }
 
     /// The last real token, which is where memcached looks for `noreply`.
@@ -299,6 +305,12 @@ fn reply(text: &'static str, noreply: bool) -> Command<'static> {
 
 /// Dispatches one complete line (without its line ending).
 pub fn parse_line(line: &[u8]) -> Command<'_> {
+    // Meta commands, the hot path of their clients, skip tokenizing here.
+    if let [b'm', b'g' | b's' | b'd' | b'n' | b'a' | b'e', rest @ ..] = line {
+        if rest.is_empty() || rest[0] == b' ' {
+            return Command::Meta(line);
+        }
+    }
     let t = tokenize(line);
     // memcached's ntokens counts a terminal token; `n` here does not.
     let n = t.len();
@@ -308,7 +320,7 @@ pub fn parse_line(line: &[u8]) -> Command<'_> {
     let verb = t.get(0);
     match verb[0] {
         b'm' if verb.len() == 2 => match verb[1] {
-            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => Command::Meta(Box::new(t)),
+            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => Command::Meta(line),
             _ => reply(ERROR, false),
         },
         b'g' => {

@@ -39,6 +39,9 @@ pub struct Ready {
 pub struct Reactor {
     poll: mio::Poll,
     events: mio::Events,
+    /// The vector `wait` returns, handed back through `recycle` so that a
+    /// loop turn allocates nothing.
+    ready: Vec<Ready>,
 }
 
 impl Reactor {
@@ -46,6 +49,7 @@ impl Reactor {
         Ok(Reactor {
             poll: mio::Poll::new()?,
             events: mio::Events::with_capacity(capacity),
+            ready: Vec::with_capacity(capacity),
         })
     }
 
@@ -54,24 +58,29 @@ impl Reactor {
         self.poll.registry()
     }
 
-    /// Waits up to `timeout` and returns the events that fired.  A signal
-    /// interrupting the wait is not an error: it yields no events.
+    /// Waits up to `timeout` and returns the events that fired (hand the
+    /// vector back with [`Reactor::recycle`]).  A signal interrupting the
+    /// wait is not an error: it yields no events.
     pub fn wait(&mut self, timeout: Option<Duration>) -> std::io::Result<Vec<Ready>> {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(ready),
             Err(e) => return Err(e),
         }
-        Ok(self
-            .events
-            .iter()
-            .map(|e| Ready {
-                token: e.token(),
-                readable: e.is_readable() || e.is_read_closed(),
-                writable: e.is_writable(),
-                closed: e.is_error() || (e.is_read_closed() && e.is_write_closed()),
-                read_closed: e.is_read_closed() || e.is_error(),
-            })
-            .collect())
+        ready.extend(self.events.iter().map(|e| Ready {
+            token: e.token(),
+            readable: e.is_readable() || e.is_read_closed(),
+            writable: e.is_writable(),
+            closed: e.is_error() || (e.is_read_closed() && e.is_write_closed()),
+            read_closed: e.is_read_closed() || e.is_error(),
+        }));
+        Ok(ready)
+    }
+
+    /// Takes back the vector [`Reactor::wait`] returned.
+    pub fn recycle(&mut self, ready: Vec<Ready>) {
+        self.ready = ready;
     }
 }
