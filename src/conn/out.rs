@@ -13,7 +13,7 @@ use crate::cache::{Cache, ItemRef};
 use crate::reactor::io::{writev, WriteResult};
 
 /// Slices gathered per `writev`.
-const IOV_BATCH: usize = 64;
+const IOV_BATCH: usize = 256;
 /// Slices gathered for a reply of at most half as many pieces.
 const SMALL_BATCH: usize = 8;
 
