@@ -261,14 +261,21 @@ def stats_once(port, timeout=5.0):
         return stats_on(s)
 
 
-def stats_on(sock):
-    sock.sendall(b"stats\r\n")
+def recv_until(sock, end, closed):
+    """Reads from sock until the bytes read end with `end`; raises `closed`
+    if the peer closes first."""
     buf = b""
-    while not buf.endswith(b"END\r\n"):
+    while not buf.endswith(end):
         chunk = sock.recv(65536)
         if not chunk:
-            raise OSError("connection closed during stats")
+            raise closed
         buf += chunk
+    return buf
+
+
+def stats_on(sock):
+    sock.sendall(b"stats\r\n")
+    buf = recv_until(sock, b"END\r\n", OSError("connection closed during stats"))
     out = {}
     for line in buf.decode(errors="replace").split("\r\n"):
         parts = line.split(" ", 2)
@@ -497,12 +504,7 @@ class IdleConnections:
             for s in self.socks:
                 s.sendall(b"version\r\n")
             for s in self.socks:
-                buf = b""
-                while not buf.endswith(b"\r\n"):
-                    chunk = s.recv(256)
-                    if not chunk:
-                        raise BenchError("idle connection closed by the server")
-                    buf += chunk
+                recv_until(s, b"\r\n", BenchError("idle connection closed by the server"))
         except BaseException:
             self.close()
             raise

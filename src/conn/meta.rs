@@ -86,15 +86,12 @@ fn push_key(t: &mut Vec<u8>, key: &[u8], base64: bool) {
     }
 }
 
-/// Echoes `O` and `k` (the flags every status line carries); false when an
-/// opaque is too long.
-fn push_opaque_and_key(t: &mut Vec<u8>, toks: &[&[u8]], key: &[u8], base64: bool) -> bool {
+/// Echoes `O` and `k` (the flags every status line carries); callers have
+/// checked the opaque's length with [`opaque_fits`].
+fn push_opaque_and_key(t: &mut Vec<u8>, toks: &[&[u8]], key: &[u8], base64: bool) {
     for tok in toks {
         match tok[0] {
             b'O' => {
-                if tok.len() > MAX_OPAQUE {
-                    return false;
-                }
                 t.push(b' ');
                 t.extend_from_slice(tok);
             }
@@ -102,7 +99,6 @@ fn push_opaque_and_key(t: &mut Vec<u8>, toks: &[&[u8]], key: &[u8], base64: bool
             _ => {}
         }
     }
-    true
 }
 
 /// Whether every `O` (opaque) token is short enough to echo.
