@@ -85,32 +85,91 @@ impl CrawlTarget {
 pub struct Crawler {
     job: Option<CrawlTarget>,
     pub starts: u64,
-    /// Crawl every class on a schedule (crawler and maintainer both on).
+    /// Crawl classes on a schedule (crawler and maintainer both on).
     pub auto: bool,
-    /// Relative second the next scheduled crawl may start.
-    pub(super) next_auto: u32,
-    /// Seconds between scheduled crawls; grows while crawls find nothing.
-    interval: u32,
-    /// Items the crawl in progress checked and reclaimed.
-    job_checked: u64,
-    job_reclaimed: u64,
+    /// Whether the running job is a scheduled one, whose findings set
+    /// the schedule.
+    job_is_auto: bool,
+    /// The schedule of each class, indexed by class id (sized on the
+    /// first scheduled crawl).
+    schedule: Vec<ClassSchedule>,
 }
 
-/// Seconds between the end of one scheduled crawl and the next, at first
-/// and whenever a crawl finds expired items.
-const AUTO_CRAWL_INTERVAL: u32 = 2;
-/// Longest wait between scheduled crawls (memcached's
+#[derive(Debug, Clone, Copy, Default)]
+struct ClassSchedule {
+    /// Relative second the next scheduled crawl may start.
+    next: u32,
+    /// Seconds waited after the last one, before `RETRY_WAIT`.
+    wait: u32,
+    /// What the scheduled crawl in progress found.
+    found: ClassFindings,
+}
+
+/// What a scheduled crawl saw in one class: the basis of memcached's
+/// choice of when to crawl that class again.
+#[derive(Debug, Clone, Copy)]
+struct ClassFindings {
+    seen: u64,
+    /// Live items that never expire.
+    no_exptime: u64,
+    /// Live items by whole minutes left until they expire (first hour).
+    expiring: [u64; 60],
+}
+
+/// Seconds added to every scheduled wait (memcached's minimum retry).
+const RETRY_WAIT: u32 = 5;
+/// Step by which a class's wait grows or shrinks after each crawl.
+const WAIT_STEP: u32 = 60;
+/// Longest wait between scheduled crawls of a class (memcached's
 /// `MAX_MAINTCRAWL_WAIT`).
-const MAX_AUTO_CRAWL_INTERVAL: u32 = 3600;
-/// Crawls of fewer items than this never back off: they are cheap.
-const BACKOFF_MIN_ITEMS: u64 = 10_000;
-/// Scheduled crawling is paced to this many items per second on average,
-/// so a large cache is not walked end to end every few seconds.
-const AUTO_CRAWL_ITEMS_PER_SEC: u64 = 50_000;
+const MAX_WAIT: u32 = 3600;
+
+impl Default for ClassFindings {
+    fn default() -> ClassFindings {
+        ClassFindings {
+            seen: 0,
+            no_exptime: 0,
+            expiring: [0; 60],
+        }
+    }
+}
+
+impl ClassFindings {
+    /// memcached's rule: crawl again about when more than 1% of the items
+    /// that can expire will have; back off by a minute while none can.
+    fn next_wait(&self, wait: u32) -> u32 {
+        let possible = self.seen - self.no_exptime;
+        let enough = possible / 100 + 1;
+        let mut available = 0;
+        let mut wait = wait;
+        for (minute, &n) in self.expiring.iter().enumerate() {
+            available += n;
+            if available > enough {
+                let due = minute as u32 * WAIT_STEP;
+                if wait < due {
+                    wait += WAIT_STEP;
+                } else if wait >= WAIT_STEP {
+                    wait -= WAIT_STEP;
+                }
+                break;
+            }
+        }
+        if available == 0 {
+            wait += WAIT_STEP;
+        }
+        wait.min(MAX_WAIT)
+    }
+}
 
 impl Crawler {
     pub fn running(&self) -> bool {
         self.job.is_some()
+    }
+
+    /// The relative second `class` may next be crawled on schedule.
+    #[cfg(test)]
+    pub(super) fn next_scheduled(&self, class: u8) -> u32 {
+        self.schedule.get(class as usize).map_or(0, |s| s.next)
     }
 }
 
@@ -128,6 +187,7 @@ impl Cache {
         target.classes.retain(|&c| self.lru.class_len(c) > 0);
         target.tocrawl = tocrawl;
         self.crawler.starts += 1;
+        self.crawler.job_is_auto = false;
         self.crawler.job = Some(target);
         CrawlStart::Ok
     }
@@ -186,11 +246,56 @@ impl Cache {
         true
     }
 
-    /// Starts the scheduled crawl when it is due (once a second at most).
+    /// Starts a scheduled crawl of the classes that are due (checked once
+    /// a second).  Like memcached's, the first comes at start-up, and an
+    /// empty class counts as crawled at once, finding nothing.
     pub(super) fn schedule_crawl(&mut self) {
         let c = &self.crawler;
-        if c.auto && !c.running() && self.now >= c.next_auto && self.stats.curr_items > 0 {
-            let _ = self.start_crawl(b"all", 0);
+        if !c.auto || c.running() {
+            return;
+        }
+        let now = self.now;
+        let classes = self.arena.classes().len() as u8;
+        let next = |k: u8| c.schedule.get(k as usize).map_or(0, |s| s.next);
+        let due: Vec<u8> = (1..classes).filter(|&k| now >= next(k)).collect();
+        if due.is_empty() {
+            return;
+        }
+        let (crawl, empty): (Vec<u8>, Vec<u8>) =
+            due.into_iter().partition(|&k| self.lru.class_len(k) > 0);
+        let c = &mut self.crawler;
+        c.schedule.resize(MAX_CLASSES, ClassSchedule::default());
+        c.starts += 1;
+        for &k in &crawl {
+            let s = &mut c.schedule[k as usize];
+            s.found = ClassFindings::default();
+            s.next = now + RETRY_WAIT;
+        }
+        for &k in &empty {
+            c.schedule[k as usize].found = ClassFindings::default();
+        }
+        self.schedule_next(&empty);
+        if !crawl.is_empty() {
+            let c = &mut self.crawler;
+            c.job_is_auto = true;
+            c.job = Some(CrawlTarget {
+                classes: crawl,
+                class: 0,
+                page: 0,
+                chunk: 0,
+                tocrawl: 0,
+                seen_in_class: 0,
+            });
+        }
+    }
+
+    /// Sets when `classes` are next crawled, from what their scheduled
+    /// crawl found.
+    fn schedule_next(&mut self, classes: &[u8]) {
+        for &k in classes {
+            let s = &mut self.crawler.schedule[k as usize];
+            s.wait = s.found.next_wait(s.wait);
+            s.next = self.now + s.wait + RETRY_WAIT;
         }
     }
 
@@ -199,12 +304,10 @@ impl Cache {
         let Some(mut t) = self.crawler.job.take() else {
             return;
         };
-        let (mut checked, mut reclaimed) = (0u64, 0u64);
+        let auto = self.crawler.job_is_auto;
         let done = self.walk(&mut t, CRAWL_PER_TICK, &mut |cache, h, class| {
             cache.class_stats[class as usize].crawler_items_checked += 1;
-            checked += 1;
             if cache.is_expired(h) || cache.is_flushed(h) {
-                reclaimed += 1;
                 let fetched = cache.hdr(h).iflags & F_FETCHED != 0;
                 let cs = &mut cache.class_stats[class as usize];
                 cs.crawler_reclaimed += 1;
@@ -215,28 +318,24 @@ impl Cache {
                     let hv = hash(cache.key(h));
                     cache.unlink(h, hv);
                 }
+            } else if auto {
+                let exptime = cache.hdr(h).exptime;
+                let f = &mut cache.crawler.schedule[class as usize].found;
+                f.seen += 1;
+                if exptime == 0 {
+                    f.no_exptime += 1;
+                } else if let Some(n) = f.expiring.get_mut(((exptime - cache.now) / 60) as usize) {
+                    *n += 1;
+                }
             }
         });
-        let c = &mut self.crawler;
-        c.job_checked += checked;
-        c.job_reclaimed += reclaimed;
         if !done {
-            c.job = Some(t);
+            self.crawler.job = Some(t);
             return;
         }
-        // Like memcached's scheduler, wait longer while crawls find
-        // nothing to reclaim (under 1% of what they check), and pace large
-        // caches by their size.
-        let (checked, reclaimed) = (c.job_checked, c.job_reclaimed);
-        c.job_checked = 0;
-        c.job_reclaimed = 0;
-        c.interval = if checked >= BACKOFF_MIN_ITEMS && reclaimed * 100 < checked {
-            (c.interval.max(AUTO_CRAWL_INTERVAL) * 2).min(MAX_AUTO_CRAWL_INTERVAL)
-        } else {
-            AUTO_CRAWL_INTERVAL
-        };
-        let paced = (checked / AUTO_CRAWL_ITEMS_PER_SEC) as u32;
-        c.next_auto = self.now + c.interval.max(paced);
+        if auto {
+            self.schedule_next(&t.classes);
+        }
     }
 
     /// Appends up to `budget` chunks' worth of `metadump` lines to `out`;

@@ -1645,39 +1645,104 @@ mod tests {
         assert!(out.starts_with(b"key=k1 exp=-1 la=1000100 cas="));
     }
 
-    #[test]
-    fn scheduled_crawls_back_off_while_they_find_nothing() {
-        let mut cache = Cache::new(&config(64 << 20));
+    /// Fills a cache with `n` small items expiring at `exptime` and runs
+    /// it second by second, finishing each scheduled crawl within its
+    /// second, until `crawls` have run.  Returns how long after its start
+    /// each crawl set the next one of the items' class.
+    fn scheduled_waits(cache: &mut Cache, n: usize, exptime: u32, crawls: usize) -> Vec<u32> {
         cache.crawler.auto = true;
-        cache.set_now(100);
-        for i in 0..20_000 {
+        let mut now = cache.now;
+        for i in 0..n {
             put(
-                &mut cache,
+                cache,
                 format!("k{i}").as_bytes(),
                 b"v",
-                0,
+                exptime,
                 StoreMode::Set,
             );
         }
+        let class = Layout::plan(6, 3, &cache.arena).unwrap().head_class;
         let mut waits = Vec::new();
-        let mut now = 100;
-        for _ in 0..4 {
-            // Advance second by second until the next scheduled crawl
-            // starts, then run it to its end.
+        for _ in 0..crawls {
             let starts = cache.crawler.starts;
             while cache.crawler.starts == starts {
                 now += 1;
                 cache.set_now(now);
                 cache.tick();
             }
-            let started = now;
             while cache.crawler.running() {
                 cache.tick();
             }
-            waits.push(cache.crawler.next_auto - started);
+            waits.push(cache.crawler.next_scheduled(class) - now);
         }
-        // Nothing expires: each wait doubles (2, 4, 8, 16 seconds).
-        assert_eq!(waits, vec![4, 8, 16, 32]);
+        waits
+    }
+
+    #[test]
+    fn scheduled_crawls_back_off_a_minute_at_a_time_while_nothing_can_expire() {
+        let mut cache = Cache::new(&config(64 << 20));
+        cache.set_now(100);
+        // memcached's schedule: 5 s, then one more minute after every
+        // crawl that finds no item with an expiry time.
+        assert_eq!(
+            scheduled_waits(&mut cache, 20_000, 0, 4),
+            vec![65, 125, 185, 245]
+        );
+        assert_eq!(cache.total(|c| c.crawler_reclaimed), 0);
+        assert_eq!(cache.stats.curr_items, 20_000);
+    }
+
+    #[test]
+    fn the_first_scheduled_crawl_comes_at_start_up_and_empty_classes_wait_a_minute() {
+        let mut cache = Cache::new(&config(64 << 20));
+        cache.crawler.auto = true;
+        cache.set_now(100);
+        cache.tick();
+        // memcached's maintainer crawls at once; finding every class
+        // empty, it waits 60 + 5 seconds before crawling them again.
+        assert_eq!(cache.crawler.starts, 1);
+        assert!(!cache.crawler.running());
+        put(&mut cache, b"k", b"v", 0, StoreMode::Set);
+        let class = Layout::plan(1, 3, &cache.arena).unwrap().head_class;
+        assert_eq!(cache.crawler.next_scheduled(class), 165);
+        for now in 101..165 {
+            cache.set_now(now);
+            cache.tick();
+        }
+        assert_eq!(
+            (
+                cache.crawler.starts,
+                cache.total(|c| c.crawler_items_checked)
+            ),
+            (1, 0)
+        );
+        cache.set_now(165);
+        run_ticks(&mut cache, 2);
+        assert_eq!(
+            (
+                cache.crawler.starts,
+                cache.total(|c| c.crawler_items_checked)
+            ),
+            (2, 1)
+        );
+    }
+
+    #[test]
+    fn scheduled_crawls_stay_frequent_and_reclaim_while_items_expire_soon() {
+        let mut cache = Cache::new(&config(64 << 20));
+        cache.set_now(100);
+        // Items expiring within the minute keep the class on the
+        // shortest wait (crawls at 101, 106, 111, 116), so they are
+        // reclaimed at 121, within seconds of expiring at 120, without
+        // being read; then the empty class backs off.
+        let waits = scheduled_waits(&mut cache, 20_000, 120, 5);
+        assert_eq!(waits, vec![5, 5, 5, 5, 65]);
+        assert_eq!(cache.now, 121);
+        assert_eq!(cache.stats.curr_items, 0);
+        // The LRU maintainer reclaims what it meets at the tails first.
+        let crawled = cache.total(|c| c.crawler_reclaimed);
+        assert_eq!(crawled + cache.total(|c| c.reclaimed), 20_000);
+        assert!(crawled > 10_000, "crawler reclaimed {crawled}");
     }
 
     #[test]

@@ -736,6 +736,20 @@ def test_lru_crawler_disabled_by_option(start_server):
         assert command(s, b"lru_crawler crawl 1\r\n") == b"OK\r\n"
 
 
+def test_scheduled_crawler_runs_once_at_start_then_waits(start_server):
+    """The maintainer's first scheduled crawl comes at start-up, over
+    empty classes; items stored after it, none with an expiry time, are
+    not crawled again within the next minute."""
+    srv = start_server(BIN)
+    with srv.connect() as s:
+        assert wait_for(lambda: stats(s)["lru_crawler_starts"] == "1", 3) is True
+        set_noreply(s, [b"k%d" % i for i in range(1000)], 1)
+        time.sleep(3)
+        st = stats(s)
+        assert (st["lru_crawler_starts"], st["crawler_items_checked"]) == ("1", "0")
+        assert st["curr_items"] == "1000"
+
+
 def test_lru_crawler_reclaims_expired(start_server):
     """Without the LRU maintainer nothing reclaims expired items until a
     crawl is asked for; the crawl reclaims all of them, no get needed."""
