@@ -19,6 +19,8 @@ pub struct Clock {
     /// Unix time of relative second 0.
     process_started: i64,
     now: u32,
+    /// Milliseconds since `started`, as of the last update.
+    millis: u64,
     /// Seconds added by tests (`debugtime`-like), never by the network.
     skew: u32,
 }
@@ -38,17 +40,16 @@ impl Clock {
             started: Instant::now(),
             process_started: unix - i64::from(START_OFFSET),
             now: START_OFFSET,
+            millis: 0,
             skew: 0,
         }
     }
 
     /// Re-reads the monotonic clock; returns the relative time.
     pub fn update(&mut self) -> u32 {
-        let secs = self
-            .started
-            .elapsed()
-            .as_secs()
-            .min(u64::from(u32::MAX / 2)) as u32;
+        let elapsed = self.started.elapsed();
+        self.millis = elapsed.as_millis() as u64;
+        let secs = elapsed.as_secs().min(u64::from(u32::MAX / 2)) as u32;
         self.now = START_OFFSET + secs + self.skew;
         self.now
     }
@@ -62,6 +63,12 @@ impl Clock {
     /// Current relative time.
     pub fn now(&self) -> u32 {
         self.now
+    }
+
+    /// Monotonic milliseconds since the clock started, as of the last
+    /// update: what background work is paced by.
+    pub fn millis(&self) -> u64 {
+        self.millis
     }
 
     /// Unix time of relative second 0.

@@ -185,6 +185,8 @@ pub struct Server {
     started: u32,
     peak_conns: usize,
     last_second: u32,
+    /// The clock's millisecond of the last background slice.
+    last_tick_ms: u64,
     /// The protocol new connections start with (`-B`).
     protocol: crate::conn::Protocol,
     /// The io_uring backend, when `-o io_uring` asked for it and the
@@ -266,6 +268,7 @@ impl Server {
             started: last_second,
             peak_conns: 0,
             last_second,
+            last_tick_ms: u64::MAX,
             protocol,
             #[cfg(feature = "io-uring")]
             uring: None,
@@ -346,7 +349,16 @@ impl Server {
     fn housekeeping(&mut self) -> Duration {
         let now = self.clock.update();
         self.cache.set_now(now);
-        self.cache.tick();
+        // Background slices (LRU juggling, crawls, page moves, index
+        // growth) run at most once a millisecond, as memcached's
+        // maintainer thread sleeps at least that long between rounds: a
+        // busy loop turns far more often, and each turn paying for them
+        // cost more than serving its requests.
+        let millis = self.clock.millis();
+        if millis != self.last_tick_ms {
+            self.last_tick_ms = millis;
+            self.cache.tick();
+        }
         if now != self.last_second {
             self.last_second = now;
             self.kick_idle();
