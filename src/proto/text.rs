@@ -219,6 +219,10 @@ fn find_newline_or_nul(buf: &[u8]) -> Option<usize> {
     if let Some(p) = buf[i..short].iter().position(|&b| b == b'\n' || b == 0) {
         return Some(i + p);
     }
+    if short == buf.len() {
+        // Most often an empty buffer, after the last request of a read.
+        return None;
+    }
     memchr::memchr2(b'\n', 0, &buf[short..]).map(|p| short + p)
 }
 
