@@ -187,6 +187,8 @@ const CASES: &[(&str, &[Exchange], &[Exchange])] = &[
             (b"mg nope v Oab\r\n", b"EN Oab\r\n"),
             (b"md nope q\r\nmn\r\n", b"NF\r\nMN\r\n"),
             (b"ma nope\r\n", b"NF\r\n"),
+            (b"ms s 2 T0 Oab k\r\nhi\r\n", b"HD Oab ks\r\n"),
+            (b"ms s 2 q\r\nhi\r\nmn\r\n", b"MN\r\n"),
         ],
     ),
     (

@@ -16,9 +16,57 @@ use crate::proto::text::{Tokens, KEY_MAX_LENGTH};
 /// What an `ms` echoes once its value is stored.
 pub(super) struct MetaStore {
     /// The flag tokens `O`, `k`, `c`, in request order (`O` with its token).
-    echo: Vec<Vec<u8>>,
+    echo: Echo,
     base64: bool,
     quiet: bool,
+}
+
+/// Room for the echo of an opaque of the longest allowed length plus `k`
+/// and `c`: what clients send.  More goes to the heap.
+const ECHO_INLINE: usize = 48;
+
+/// Flag tokens kept until a value has arrived, each followed by a space
+/// (tokens hold none); inline so that a common `ms` allocates nothing.
+enum Echo {
+    Inline([u8; ECHO_INLINE], u8),
+    Heap(Vec<u8>),
+}
+
+impl Echo {
+    fn new() -> Echo {
+        Echo::Inline([0; ECHO_INLINE], 0)
+    }
+
+    fn push(&mut self, tok: &[u8]) {
+        match self {
+            Echo::Inline(buf, len) => {
+                let at = *len as usize;
+                let end = at + tok.len() + 1;
+                if end <= ECHO_INLINE {
+                    buf[at..end - 1].copy_from_slice(tok);
+                    buf[end - 1] = b' ';
+                    *len = end as u8;
+                    return;
+                }
+                let mut heap = buf[..at].to_vec();
+                heap.extend_from_slice(tok);
+                heap.push(b' ');
+                *self = Echo::Heap(heap);
+            }
+            Echo::Heap(heap) => {
+                heap.extend_from_slice(tok);
+                heap.push(b' ');
+            }
+        }
+    }
+
+    fn tokens(&self) -> impl Iterator<Item = &[u8]> {
+        let bytes = match self {
+            Echo::Inline(buf, len) => &buf[..*len as usize],
+            Echo::Heap(heap) => &heap[..],
+        };
+        bytes.split(|&b| b == b' ').filter(|t| !t.is_empty())
+    }
 }
 
 /// The key, decoded from base64 when the command carries `b`.
@@ -312,12 +360,12 @@ fn ms(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
         Err(Refusal::Shape(e) | Refusal::Flags(e)) => return refuse(out, e),
     };
     let key = key.bytes();
-    let mut echo = Vec::new();
+    let mut echo = Echo::new();
     let mut opaque_too_long = false;
     for tok in toks {
         match tok[0] {
             b'O' if tok.len() > MAX_OPAQUE => opaque_too_long = true,
-            b'O' | b'k' | b'c' => echo.push(tok.to_vec()),
+            b'O' | b'k' | b'c' => echo.push(tok),
             _ => {}
         }
     }
@@ -352,11 +400,11 @@ fn ms(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> After {
                 wire: vlen,
                 mode,
                 cas: f.cas.unwrap_or(0),
-                reply: StoreReply::Meta(Box::new(MetaStore {
+                reply: StoreReply::Meta(MetaStore {
                     echo,
                     base64: f.base64,
                     quiet: f.no_reply,
-                })),
+                }),
             })
         }
         Err(e) => {
@@ -393,27 +441,29 @@ pub(super) fn complete_store(p: PendingStore, m: &MetaStore, out: &mut OutQueue,
     } else {
         0
     };
-    let mut text = match result {
+    let status: &[u8] = match result {
         Stored::Stored if m.quiet => return,
-        Stored::Stored => b"HD".to_vec(),
-        Stored::Exists => b"EX".to_vec(),
-        Stored::NotFound => b"NF".to_vec(),
-        Stored::NotStored => b"NS".to_vec(),
+        Stored::Stored => b"HD",
+        Stored::Exists => b"EX",
+        Stored::NotFound => b"NF",
+        Stored::NotStored => b"NS",
     };
-    for tok in &m.echo {
+    let text = out.text();
+    text.extend_from_slice(status);
+    for tok in m.echo.tokens() {
         match tok[0] {
             b'O' => {
                 text.push(b' ');
                 text.extend_from_slice(tok);
             }
-            b'k' => push_key(&mut text, key, m.base64),
+            b'k' => push_key(text, key, m.base64),
             _ => {
                 text.extend_from_slice(b" c");
-                push_u64(&mut text, cas);
+                push_u64(text, cas);
             }
         }
     }
-    out.line(&text);
+    out.end_line();
 }
 
 fn md(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
@@ -644,4 +694,42 @@ fn me(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) {
     ctx.cache.release(it);
     ctx.counters.cmd_meta += 1;
     out.line(&text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(e: &Echo) -> Vec<Vec<u8>> {
+        e.tokens().map(<[u8]>::to_vec).collect()
+    }
+
+    #[test]
+    fn echo_keeps_tokens_in_order_inline_then_on_the_heap() {
+        // The longest opaque token allowed, with `k` and `c`.
+        let opaque = [b"O".as_slice(), &[b'x'; MAX_OPAQUE - 1]].concat();
+        let mut e = Echo::new();
+        for tok in [&opaque[..], b"k", b"c"] {
+            e.push(tok);
+        }
+        assert!(matches!(e, Echo::Inline(_, 37)));
+        assert_eq!(
+            tokens(&e),
+            vec![opaque.clone(), b"k".to_vec(), b"c".to_vec()]
+        );
+        // A second long opaque no longer fits inline; nothing is lost.
+        e.push(&opaque);
+        e.push(b"k");
+        assert!(matches!(e, Echo::Heap(_)));
+        assert_eq!(
+            tokens(&e),
+            vec![
+                opaque.clone(),
+                b"k".to_vec(),
+                b"c".to_vec(),
+                opaque,
+                b"k".to_vec()
+            ]
+        );
+    }
 }

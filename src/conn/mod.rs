@@ -78,7 +78,7 @@ struct PendingStore {
 enum StoreReply {
     Text { noreply: bool },
     Binary(binary::BinTarget),
-    Meta(Box<meta::MetaStore>),
+    Meta(meta::MetaStore),
 }
 
 /// The protocol a connection speaks.
