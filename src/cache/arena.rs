@@ -389,6 +389,12 @@ impl Arena {
         self.locate(h).2
     }
 
+    /// Class id and size of the chunk `h`, from one lookup.
+    pub fn class_and_size(&self, h: u32) -> (u8, usize) {
+        let (p, _, size) = self.locate(h);
+        (p.class, size)
+    }
+
     /// Bytes `off..off + len` of chunk `h`.
     pub fn bytes(&self, h: u32, off: usize, len: usize) -> &[u8] {
         let (p, start, size) = self.locate(h);

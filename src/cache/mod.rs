@@ -199,6 +199,13 @@ pub struct ItemView<'a> {
 }
 
 /// The whole store.
+/// An item's LRU class and sizes (see `Cache::shape`).
+struct Shape {
+    lru_class: u8,
+    footprint: u64,
+    ntotal: u64,
+}
+
 pub struct Cache {
     arena: Arena,
     index: Index,
@@ -413,34 +420,59 @@ impl Cache {
         u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
     }
 
-    /// Items holding chunks of the largest class sit on that class's LRU,
-    /// so that evicting from it frees large chunks; the others on their
-    /// head chunk's.
-    fn lru_class(&self, h: u32) -> u8 {
+    /// What the LRU and the memory counters need to know of an item,
+    /// from one pass over its header and segment table.
+    fn shape(&self, h: u32) -> Shape {
+        let hdr = self.hdr(h);
+        let (nkey, nbytes) = (hdr.nkey as usize, hdr.nbytes() as usize);
+        let (head_class, head_size) = self.arena.class_and_size(h);
         let n = self.nseg(h);
-        let largest = self.arena.largest_class();
-        if n >= 2 || (n == 1 && self.arena.class_of(self.segment(h, 0)) == largest) {
-            largest
-        } else {
-            self.arena.class_of(h)
+        if n == 0 {
+            return Shape {
+                lru_class: head_class,
+                footprint: head_size as u64,
+                ntotal: (HEADER + nkey + nbytes) as u64,
+            };
         }
+        let mut segs = 0;
+        let mut first_class = 0;
+        for i in 0..n {
+            let (class, size) = self.arena.class_and_size(self.segment(h, i));
+            segs += size;
+            if i == 0 {
+                first_class = class;
+            }
+        }
+        // Items holding chunks of the largest class sit on that class's
+        // LRU, so that evicting from it frees large chunks; the others on
+        // their head chunk's.
+        let largest = self.arena.largest_class();
+        Shape {
+            lru_class: if n >= 2 || first_class == largest {
+                largest
+            } else {
+                head_class
+            },
+            footprint: (head_size + segs) as u64,
+            // The segment table: its count, then per segment a handle and
+            // the owner back-reference its chunk starts with.
+            ntotal: (HEADER + nkey + 4 + 8 * n + nbytes) as u64,
+        }
+    }
+
+    fn lru_class(&self, h: u32) -> u8 {
+        self.shape(h).lru_class
     }
 
     /// Bytes an item needs (header, key, segment table and owners, value):
     /// memcached's `ITEM_ntotal`, for `mem_requested` and `metadump`.
     fn ntotal(&self, h: u32) -> u64 {
-        let hdr = self.hdr(h);
-        let n = self.nseg(h);
-        let table = if n > 0 { 4 + 8 * n } else { 0 };
-        (HEADER + hdr.nkey as usize + table + hdr.nbytes() as usize) as u64
+        self.shape(h).ntotal
     }
 
     /// Chunk bytes an item occupies (LRU list sizes).
     fn footprint(&self, h: u32) -> u64 {
-        let segs: usize = (0..self.nseg(h))
-            .map(|i| self.arena.chunk_size(self.segment(h, i)))
-            .sum();
-        (self.arena.chunk_size(h) + segs) as u64
+        self.shape(h).footprint
     }
 
     fn is_flushed(&self, h: u32) -> bool {
@@ -466,13 +498,16 @@ impl Cache {
 
     fn unlink(&mut self, h: u32, hv: u64) {
         debug_assert!(self.hdr(h).iflags & F_LINKED != 0);
-        let class = self.lru_class(h);
-        let bytes = self.footprint(h);
+        let Shape {
+            lru_class: class,
+            footprint,
+            ntotal,
+        } = self.shape(h);
         self.index.remove(&mut self.arena, h, hv);
-        self.lru.unlink(&mut self.arena, class, h, bytes);
+        self.lru.unlink(&mut self.arena, class, h, footprint);
         self.stats.curr_items -= 1;
-        self.stats.bytes -= self.ntotal(h);
-        self.class_stats[class as usize].mem_requested -= self.ntotal(h);
+        self.stats.bytes -= ntotal;
+        self.class_stats[class as usize].mem_requested -= ntotal;
         let counted = self.sizes.is_some() && self.hdr(h).cas > self.sizes_since_cas;
         let bucket = counted.then(|| self.size_bucket(h));
         if let (Some(b), Some(sizes)) = (bucket, &mut self.sizes) {
@@ -498,15 +533,18 @@ impl Cache {
         hdr.iflags |= F_LINKED;
         hdr.time = now;
         hdr.cas = cas;
-        let class = self.lru_class(h);
-        let bytes = self.footprint(h);
+        let Shape {
+            lru_class: class,
+            footprint,
+            ntotal,
+        } = self.shape(h);
         let seg = self.entry_seg(self.hdr(h).exptime);
         self.index.insert(&mut self.arena, h, hv);
-        self.lru.link(&mut self.arena, class, seg, h, bytes);
+        self.lru.link(&mut self.arena, class, seg, h, footprint);
         self.stats.curr_items += 1;
         self.stats.total_items += 1;
-        self.stats.bytes += self.ntotal(h);
-        self.class_stats[class as usize].mem_requested += self.ntotal(h);
+        self.stats.bytes += ntotal;
+        self.class_stats[class as usize].mem_requested += ntotal;
         let bucket = self.sizes.is_some().then(|| self.size_bucket(h));
         if let (Some(b), Some(sizes)) = (bucket, &mut self.sizes) {
             *sizes.entry(b).or_insert(0) += 1;

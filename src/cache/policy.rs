@@ -103,16 +103,21 @@ impl Cache {
         }
         if self.hdr(h).time < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
             self.hdr_mut(h).time = now;
-            let class = self.lru_class(h);
-            let bytes = self.footprint(h);
-            self.lru.relink(&mut self.arena, class, h, Seg::Cold, bytes);
+            let shape = self.shape(h);
+            self.lru.relink(
+                &mut self.arena,
+                shape.lru_class,
+                h,
+                Seg::Cold,
+                shape.footprint,
+            );
         }
     }
 
     /// Moves an active COLD item to WARM, clearing its active mark.
     fn rescue_to_warm(&mut self, h: u32) {
-        let class = self.lru_class(h);
-        let bytes = self.footprint(h);
+        let shape = self.shape(h);
+        let (class, bytes) = (shape.lru_class, shape.footprint);
         let now = self.now;
         let hdr = self.hdr_mut(h);
         hdr.iflags &= !F_ACTIVE;
@@ -148,7 +153,6 @@ impl Cache {
                 self.unlink(h, hv);
                 return Pulled::Freed;
             }
-            let bytes = self.footprint(h);
             let ci = class as usize;
             return match (seg, why) {
                 (Seg::Hot | Seg::Warm, Pull::Juggle { limit, max_age }) => {
@@ -159,12 +163,16 @@ impl Cache {
                         } else {
                             self.class_stats[ci].moves_to_warm += 1;
                         }
+                        let bytes = self.footprint(h);
                         self.lru.relink(&mut self.arena, class, h, Seg::Warm, bytes);
                         Pulled::Moved
                     } else if self.lru.bytes(class, seg) > limit
                         || self.now.saturating_sub(time) > max_age
                     {
                         self.class_stats[ci].moves_to_cold += 1;
+                        // Worked out only for a move: most looks at a
+                        // tail move nothing.
+                        let bytes = self.footprint(h);
                         self.lru.relink(&mut self.arena, class, h, Seg::Cold, bytes);
                         Pulled::Moved
                     } else {
