@@ -193,6 +193,13 @@ pub struct Server {
     /// kernel gave a ring.
     #[cfg(feature = "io-uring")]
     uring: Option<crate::reactor::uring::Ring>,
+    /// Per listener: whether its multishot accept is armed.
+    #[cfg(feature = "io-uring")]
+    accepting: Vec<bool>,
+    /// Connections the ring accepted after the slots ran out, waiting as
+    /// they would in the backlog for one to free.
+    #[cfg(feature = "io-uring")]
+    held: std::collections::VecDeque<Stream>,
 }
 
 impl Server {
@@ -272,6 +279,10 @@ impl Server {
             protocol,
             #[cfg(feature = "io-uring")]
             uring: None,
+            #[cfg(feature = "io-uring")]
+            accepting: Vec::new(),
+            #[cfg(feature = "io-uring")]
+            held: std::collections::VecDeque::new(),
         };
         #[cfg(feature = "io-uring")]
         let server = server.start_uring();
@@ -362,6 +373,12 @@ impl Server {
         if now != self.last_second {
             self.last_second = now;
             self.kick_idle();
+            // An accept that ran out of descriptors or memory is retried
+            // once a second.
+            #[cfg(feature = "io-uring")]
+            if self.listen_disabled_since.is_none() {
+                self.arm_accepts();
+            }
             // memcached rereads the -Y file on its clock tick after SIGHUP
             // and keeps the old users when the new file does not load.
             if crate::sys::take_hup() {
@@ -411,13 +428,10 @@ impl Server {
             // Without maxconns_fast, memcached stops accepting while full and
             // leaves new connections waiting in the backlog.
             if !self.cfg.maxconns_fast && self.full() {
-                if self.listen_disabled_since.is_none() {
-                    self.listen_disabled_since = Some(std::time::Instant::now());
-                    self.counters.listen_disabled_num += 1;
-                }
+                self.stop_listening();
                 return;
             }
-            let mut stream = match self.listeners[which].accept() {
+            let stream = match self.listeners[which].accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -428,33 +442,65 @@ impl Server {
                     return;
                 }
             };
-            if self.full() {
-                let _ = stream.write(b"ERROR Too many open connections\r\n");
-                self.counters.rejected_connections += 1;
-                continue;
-            }
+            self.admit(stream);
+        }
+    }
+
+    /// Notes that accepting stopped for want of connection slots; true
+    /// when it had not stopped already.
+    fn stop_listening(&mut self) -> bool {
+        if self.listen_disabled_since.is_some() {
+            return false;
+        }
+        self.listen_disabled_since = Some(std::time::Instant::now());
+        self.counters.listen_disabled_num += 1;
+        true
+    }
+
+    /// Lets connections in again once a slot is free.
+    fn resume_listening(&mut self) {
+        if let Some(since) = self.listen_disabled_since.take() {
+            self.time_in_listen_disabled_us += since.elapsed().as_micros() as u64;
             #[cfg(feature = "io-uring")]
             if self.uring.is_some() {
-                stream = stream.into_uring();
+                self.resume_listening_uring();
+                return;
             }
-            let entry = self.conns.vacant_entry();
-            let token = entry.key();
-            if stream
-                .register(self.reactor.registry(), Token(token))
-                .is_err()
-            {
-                continue;
+            for l in 0..self.listeners.len() {
+                self.accept(l);
             }
-            let conn = entry.insert(Conn::new(stream, self.clock.now(), self.protocol));
-            if self.cfg.verbose > 1 {
-                eprintln!("<{} new auto-negotiating client connection", conn.fd);
-            }
-            self.counters.total_connections += 1;
-            self.peak_conns = self.peak_conns.max(self.conns.len());
-            // Data may already be waiting; edge-triggered readiness would
-            // only report it once, so drive the connection right away.
-            self.drive(token);
         }
+    }
+
+    /// Takes a newly accepted connection in, or turns it away with
+    /// memcached's message when every slot is taken (`maxconns_fast`).
+    fn admit(&mut self, mut stream: Stream) {
+        if self.full() {
+            let _ = stream.write(b"ERROR Too many open connections\r\n");
+            self.counters.rejected_connections += 1;
+            return;
+        }
+        #[cfg(feature = "io-uring")]
+        if self.uring.is_some() {
+            stream = stream.into_uring();
+        }
+        let entry = self.conns.vacant_entry();
+        let token = entry.key();
+        if stream
+            .register(self.reactor.registry(), Token(token))
+            .is_err()
+        {
+            return;
+        }
+        let conn = entry.insert(Conn::new(stream, self.clock.now(), self.protocol));
+        if self.cfg.verbose > 1 {
+            eprintln!("<{} new auto-negotiating client connection", conn.fd);
+        }
+        self.counters.total_connections += 1;
+        self.peak_conns = self.peak_conns.max(self.conns.len());
+        // Data may already be waiting; edge-triggered readiness would
+        // only report it once, so drive the connection right away.
+        self.drive(token);
     }
 
     fn drive(&mut self, token: usize) {
@@ -535,12 +581,7 @@ impl Server {
         }
         // A freed slot lets waiting connections in (edge-triggered
         // readiness will not announce them again).
-        if let Some(since) = self.listen_disabled_since.take() {
-            self.time_in_listen_disabled_us += since.elapsed().as_micros() as u64;
-            for l in 0..self.listeners.len() {
-                self.accept(l);
-            }
-        }
+        self.resume_listening();
     }
 
     /// Closes connections idle for longer than `idle_timeout`.
@@ -654,7 +695,7 @@ impl Server {
         }
         let ring = crate::reactor::uring::Ring::new(4096).and_then(|mut ring| {
             for (i, l) in self.listeners.iter().enumerate() {
-                ring.poll(l.fd(), i, crate::reactor::uring::Op::PollListener)?;
+                ring.accept_multi(l.fd(), i)?;
             }
             for (i, u) in self.udp.iter().enumerate() {
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&u.sock);
@@ -663,7 +704,10 @@ impl Server {
             Ok(ring)
         });
         match ring {
-            Ok(ring) => self.uring = Some(ring),
+            Ok(ring) => {
+                self.uring = Some(ring);
+                self.accepting = vec![true; self.listeners.len()];
+            }
             Err(e) => eprintln!("io_uring unavailable ({e}); falling back to epoll"),
         }
         self
@@ -704,14 +748,7 @@ impl Server {
         let done = self.uring.as_mut().expect("ring").wait(timeout)?;
         for c in &done {
             match c.op {
-                Op::PollListener => {
-                    self.accept(c.index);
-                    if !c.more {
-                        let fd = self.listeners[c.index].fd();
-                        let ring = self.uring.as_mut().expect("ring");
-                        ring.poll(fd, c.index, Op::PollListener)?;
-                    }
-                }
+                Op::Accept => self.accepted_uring(c),
                 Op::PollUdp => {
                     self.serve_udp(c.index);
                     if !c.more {
@@ -727,6 +764,82 @@ impl Server {
         self.uring.as_mut().expect("ring").recycle(done);
         self.drive_pending();
         Ok(())
+    }
+
+    /// A connection the ring accepted, or why its multishot accept
+    /// failed or ended.
+    fn accepted_uring(&mut self, c: &crate::reactor::uring::Completion) {
+        if !c.more {
+            self.accepting[c.index] = false;
+        }
+        if c.result >= 0 {
+            let stream = self.listeners[c.index].adopt(c.result);
+            if self.paused_if_full() {
+                // The kernel took it before the ring was told to stop: it
+                // waits here as it would in the backlog.
+                self.held.push_back(stream);
+            } else {
+                self.admit(stream);
+                self.paused_if_full();
+            }
+        } else if c.result != -libc::ECANCELED && self.cfg.verbose > 0 {
+            let e = io::Error::from_raw_os_error(-c.result);
+            eprintln!("Failed to accept new connection: {e}");
+        }
+        // Out of descriptors or memory, accepting again at once would
+        // only fail again: the once-a-second check re-arms it.
+        let exhausted =
+            [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM].contains(&-c.result);
+        if !c.more && !exhausted && self.listen_disabled_since.is_none() {
+            self.arm_accepts();
+        }
+    }
+
+    /// Arms the multishot accept of every listener that has none.
+    fn arm_accepts(&mut self) {
+        let Some(ring) = self.uring.as_mut() else {
+            return;
+        };
+        for (i, l) in self.listeners.iter().enumerate() {
+            if !self.accepting[i] && ring.accept_multi(l.fd(), i).is_ok() {
+                self.accepting[i] = true;
+            }
+        }
+    }
+
+    /// Stops the armed accepts (each ends with a last completion).
+    fn cancel_accepts(&mut self) {
+        let Some(ring) = self.uring.as_mut() else {
+            return;
+        };
+        for i in 0..self.listeners.len() {
+            if self.accepting[i] {
+                let _ = ring.cancel(i, crate::reactor::uring::Op::Accept);
+            }
+        }
+    }
+
+    /// Without maxconns_fast, memcached stops accepting as soon as it is
+    /// full; true when full (accepts cancelled).
+    fn paused_if_full(&mut self) -> bool {
+        if self.cfg.maxconns_fast || !self.full() {
+            return false;
+        }
+        if self.stop_listening() {
+            self.cancel_accepts();
+        }
+        true
+    }
+
+    /// A slot freed: admits the connections held back, then accepts
+    /// again while there is room.
+    fn resume_listening_uring(&mut self) {
+        while !self.paused_if_full() {
+            match self.held.pop_front() {
+                Some(stream) => self.admit(stream),
+                None => return self.arm_accepts(),
+            }
+        }
     }
 
     /// Serves a connection's receive or send completion.  A receive's
@@ -763,8 +876,8 @@ impl Server {
         self.uring.as_mut().expect("ring").give_back(c, io);
     }
 
-    /// Before buffers are freed at exit: cancel the polls on listening
-    /// sockets (a poll holds its socket open, so the port would keep
+    /// Before buffers are freed at exit: cancel the accepts on listening
+    /// sockets (an accept holds its socket open, so the port would keep
     /// accepting until the kernel tears the ring down on its own), shut
     /// every connection out, and collect the completions of what is still
     /// in flight (bounded).
@@ -773,15 +886,15 @@ impl Server {
         let Some(mut ring) = self.uring.take() else {
             return;
         };
-        let mut polls = self.listeners.len() + self.udp.len();
+        let mut polls = 0usize;
         for i in 0..self.listeners.len() {
-            if ring.cancel_poll(i, Op::PollListener).is_err() {
-                polls -= 1;
+            if self.accepting[i] && ring.cancel(i, Op::Accept).is_ok() {
+                polls += 1;
             }
         }
         for i in 0..self.udp.len() {
-            if ring.cancel_poll(i, Op::PollUdp).is_err() {
-                polls -= 1;
+            if ring.cancel(i, Op::PollUdp).is_ok() {
+                polls += 1;
             }
         }
         for (_, c) in self.conns.iter_mut() {
@@ -803,8 +916,12 @@ impl Server {
                 break;
             };
             for c in &done {
-                if matches!(c.op, Op::PollListener | Op::PollUdp) && !c.more {
+                if matches!(c.op, Op::Accept | Op::PollUdp) && !c.more {
                     polls = polls.saturating_sub(1);
+                }
+                if c.op == Op::Accept && c.result >= 0 {
+                    // Accepted as the server stops: closed unserved.
+                    drop(self.listeners[c.index].adopt(c.result));
                 }
                 let io = match self.conns.get_mut(c.index).map(|conn| &mut conn.stream) {
                     Some(Stream::Uring(io)) if matches!(c.op, Op::Recv | Op::Send) => {

@@ -355,7 +355,19 @@ fn connection_limit_rejects_with_memcached_message() {
 
 #[test]
 fn without_maxconns_fast_a_full_server_pauses_accepting() {
-    let srv = Server::start(&["-c", "30", "-o", "no_maxconns_fast"]);
+    full_server_pauses_accepting("no_maxconns_fast");
+}
+
+/// The same through io_uring's multishot accept, which has to be
+/// cancelled when the server fills and armed again when a slot frees.
+#[cfg(feature = "io-uring")]
+#[test]
+fn without_maxconns_fast_a_full_server_pauses_accepting_on_io_uring() {
+    full_server_pauses_accepting("no_maxconns_fast,io_uring");
+}
+
+fn full_server_pauses_accepting(options: &str) {
+    let srv = Server::start(&["-c", "30", "-o", options]);
     // memcached's limit admits 30 - 7 - 4 * 4 - 1 clients.
     let mut held: Vec<TcpStream> = (0..6)
         .map(|_| {
@@ -388,6 +400,21 @@ fn without_maxconns_fast_a_full_server_pauses_accepting() {
     assert!(stats.contains("STAT listen_disabled_num 2\r\n"), "{stats}");
     assert!(stats.contains("STAT accepting_conns 0\r\n"), "{stats}");
     assert!(stats.contains("STAT rejected_connections 0\r\n"));
+    // Two slots free (three clients go; the one that waited holds a
+    // slot): accepting goes on for the next two clients.
+    drop(held.pop());
+    drop(held.pop());
+    drop(held.pop());
+    let mut next = srv.connect();
+    assert_eq!(
+        roundtrip(&mut next, b"version\r\n", b"\r\n"),
+        b"VERSION 1.6.18\r\n"
+    );
+    let mut last = srv.connect();
+    assert_eq!(
+        roundtrip(&mut last, b"version\r\n", b"\r\n"),
+        b"VERSION 1.6.18\r\n"
+    );
 }
 
 /// A binary request: header, extras, key, value.

@@ -10,9 +10,10 @@
 //! the kernel as one send per connection per loop turn.  All submissions
 //! of a turn go to the kernel in the same `io_uring_enter` that waits for
 //! the next completions, so a turn that serves fifty connections costs one
-//! system call instead of a hundred reads and writes.  Listening and UDP
-//! sockets are watched with multishot polls and served by their ordinary
-//! non-blocking calls.
+//! system call instead of a hundred reads and writes.  Each listening
+//! socket keeps one multishot accept armed, so connections arrive as
+//! completions carrying their new descriptors; UDP sockets are watched
+//! with multishot polls and served by their ordinary non-blocking calls.
 //!
 //! Connection code sees a [`UringIo`] through `Read`/`Write`.  Knows
 //! nothing of memcached.
@@ -61,8 +62,8 @@ const CANCEL_USER_DATA: u64 = u64::MAX;
 pub enum Op {
     Recv,
     Send,
-    /// A multishot poll on a listening socket.
-    PollListener,
+    /// A multishot accept on a listening socket.
+    Accept,
     /// A multishot poll on a UDP socket.
     PollUdp,
 }
@@ -72,7 +73,7 @@ impl Op {
         match self {
             Op::Recv => 0,
             Op::Send => 1,
-            Op::PollListener => 2,
+            Op::Accept => 2,
             Op::PollUdp => 3,
         }
     }
@@ -81,7 +82,7 @@ impl Op {
         match c & 3 {
             0 => Op::Recv,
             1 => Op::Send,
-            2 => Op::PollListener,
+            2 => Op::Accept,
             _ => Op::PollUdp,
         }
     }
@@ -282,8 +283,19 @@ impl Ring {
         self.push(e)
     }
 
-    /// Cancels a multishot poll; its last completion follows.
-    pub fn cancel_poll(&mut self, index: usize, op: Op) -> io::Result<()> {
+    /// Accepts connections on the listening socket `fd` until cancelled
+    /// (or an error ends it): each completion's result is a new
+    /// non-blocking descriptor, or a negative errno.
+    pub fn accept_multi(&mut self, fd: RawFd, index: usize) -> io::Result<()> {
+        let e = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(Op::Accept.user_data(index));
+        self.push(e)
+    }
+
+    /// Cancels a multishot operation; its last completion follows.
+    pub fn cancel(&mut self, index: usize, op: Op) -> io::Result<()> {
         let e = opcode::AsyncCancel::new(op.user_data(index))
             .build()
             .user_data(CANCEL_USER_DATA);
@@ -553,7 +565,7 @@ impl UringIo {
                     self.failed = true;
                 }
             }
-            Op::PollListener | Op::PollUdp => {}
+            Op::Accept | Op::PollUdp => {}
         }
     }
 
