@@ -549,7 +549,6 @@ impl Cache {
         if let (Some(b), Some(sizes)) = (bucket, &mut self.sizes) {
             *sizes.entry(b).or_insert(0) += 1;
         }
-        self.juggle_on_link(class);
     }
 
     fn replace(&mut self, old: u32, new: u32, hv: u64) {
@@ -886,7 +885,15 @@ impl Cache {
     /// Whether the value block ends in `\r\n` as the protocol demands.
     pub fn ends_with_crlf(&self, it: &ItemRef) -> bool {
         let n = self.nbytes(it);
-        n >= 2 && self.value_byte(it.0, n - 2) == b'\r' && self.value_byte(it.0, n - 1) == b'\n'
+        if n < 2 {
+            return false;
+        }
+        // Both bytes are most often in one chunk: one lookup then.
+        let (c, off, len) = self.value_at(it.0, n - 2);
+        if len >= 2 {
+            return self.arena.bytes(c, off, 2) == b"\r\n";
+        }
+        self.value_byte(it.0, n - 2) == b'\r' && self.value_byte(it.0, n - 1) == b'\n'
     }
 
     pub fn view(&self, it: &ItemRef) -> ItemView<'_> {
@@ -1478,6 +1485,33 @@ mod tests {
         assert_eq!(get(&mut cache, b"after"), None);
     }
 
+    /// The value's last two bytes, wherever the chunks split them.
+    #[test]
+    fn line_end_found_across_chunk_boundaries() {
+        let mut cache = Cache::new(&config(64 << 20));
+        cache.set_now(100);
+        for len in (0..1200).chain([4000, 100_000, 600_000]) {
+            for tail in [*b"\r\n", *b"\rx", *b"x\n", *b"\n\r"] {
+                let it = cache.alloc(b"k", 0, 0, len + 2).expect("alloc");
+                let mut at = 0;
+                while at < len + 2 {
+                    let dst = cache.value_mut(&it, at);
+                    let n = dst.len();
+                    for (i, b) in dst.iter_mut().enumerate() {
+                        *b = match at + i {
+                            p if p < len => b'v',
+                            p => tail[p - len],
+                        };
+                    }
+                    at += n;
+                }
+                assert_eq!(cache.ends_with_crlf(&it), &tail == b"\r\n", "len {len}");
+                cache.release(it);
+            }
+        }
+        check(&cache);
+    }
+
     #[test]
     fn segmented_lru_evicts_cold_and_rescues_items_read_twice() {
         let mut cfg = config(1 << 20);
@@ -1495,8 +1529,10 @@ mod tests {
             );
         }
         assert_eq!(cache.total(|c| c.evicted), 0);
-        // New items enter HOT; the juggler keeps HOT near its share and
-        // pushes the rest down to COLD, oldest first.
+        // New items enter HOT; the maintainer's slice keeps HOT near its
+        // share and pushes the rest down to COLD, oldest first.
+        assert_eq!(cache.lru_sizes(1)[Seg::Cold as usize].0, 0);
+        run_ticks(&mut cache, 2);
         let sizes = cache.lru_sizes(1);
         assert!(sizes[Seg::Hot as usize].0 > 0 && sizes[Seg::Cold as usize].0 > 0);
         assert!(sizes[Seg::Hot as usize].1 <= (per_page as u64 * 1024) * 20 / 100 + 1024);
@@ -1675,13 +1711,14 @@ mod tests {
         cache.set_now(106);
         assert_eq!(cache.start_crawl(b"all", 0), CrawlStart::Ok);
         assert_eq!(cache.start_crawl(b"all", 0), CrawlStart::Running);
-        run_ticks(&mut cache, 100);
-        assert!(!cache.crawler.running());
+        // The crawl alone, without the LRU maintainer's slice (which
+        // reclaims what it meets at the tails).
+        while cache.crawler.running() {
+            cache.crawl_step();
+        }
         assert_eq!(cache.stats.curr_items, 250);
-        // The juggler reclaims expired items it meets at tails too.
-        let reclaimed = cache.total(|c| c.crawler_reclaimed) + cache.total(|c| c.reclaimed);
-        assert_eq!(reclaimed, 250);
-        assert!(cache.total(|c| c.crawler_reclaimed) > 0);
+        assert_eq!(cache.total(|c| c.crawler_reclaimed), 250);
+        assert_eq!(cache.total(|c| c.reclaimed), 0);
         check(&cache);
         let mut t = CrawlTarget::parse(b"all", &cache).unwrap();
         let mut out = Vec::new();
@@ -1787,7 +1824,7 @@ mod tests {
         // The LRU maintainer reclaims what it meets at the tails first.
         let crawled = cache.total(|c| c.crawler_reclaimed);
         assert_eq!(crawled + cache.total(|c| c.reclaimed), 20_000);
-        assert!(crawled > 10_000, "crawler reclaimed {crawled}");
+        assert!(crawled > 0, "crawler reclaimed {crawled}");
     }
 
     #[test]

@@ -25,10 +25,12 @@ pub use crate::config::LruConfig;
 const TAIL_TRIES: usize = 5;
 /// Allocation attempts, each after one pull, as `do_item_alloc_pull`.
 const ALLOC_PULLS: usize = 10;
-/// Juggling steps when an item is linked into a class.
-const JUGGLE_ON_LINK: usize = 2;
-/// Juggling steps per loop turn, over all classes.
-const JUGGLE_PER_TICK: usize = 500;
+/// Juggling moves per background slice (one a millisecond at most), over
+/// all classes, and per class: well above the items a class can gain in
+/// a millisecond, now that linking an item leaves the juggling to the
+/// slice, as memcached leaves it to its maintainer thread.
+const JUGGLE_PER_TICK: usize = 1000;
+const JUGGLE_PER_CLASS: usize = 500;
 
 /// What a tail pull did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,13 +309,6 @@ impl Cache {
         moves
     }
 
-    /// Juggles a little after linking into `class`.
-    pub(super) fn juggle_on_link(&mut self, class: u8) {
-        if self.lru_cfg.segmented || self.lru_cfg.temp_lru {
-            self.juggle(class, JUGGLE_ON_LINK);
-        }
-    }
-
     /// The per-turn slice of background LRU work, round robin over classes.
     pub(super) fn juggle_tick(&mut self) {
         let classes = self.arena.classes().len();
@@ -328,7 +323,7 @@ impl Cache {
             if self.lru.class_len(class) == 0 {
                 continue;
             }
-            budget = budget.saturating_sub(self.juggle(class, budget.min(100)));
+            budget = budget.saturating_sub(self.juggle(class, budget.min(JUGGLE_PER_CLASS)));
             if budget == 0 {
                 break;
             }
