@@ -197,7 +197,8 @@ pub struct Server {
     #[cfg(feature = "io-uring")]
     accepting: Vec<bool>,
     /// Connections the ring accepted after the slots ran out, waiting as
-    /// they would in the backlog for one to free.
+    /// they would in the backlog for one to free.  Only those the kernel
+    /// took before the accepts' cancel reached it: a few at most.
     #[cfg(feature = "io-uring")]
     held: std::collections::VecDeque<Stream>,
 }
@@ -361,10 +362,10 @@ impl Server {
         let now = self.clock.update();
         self.cache.set_now(now);
         // Background slices (LRU juggling, crawls, page moves, index
-        // growth) run at most once a millisecond, as memcached's
-        // maintainer thread sleeps at least that long between rounds: a
-        // busy loop turns far more often, and each turn paying for them
-        // cost more than serving its requests.
+        // growth) run at most once a millisecond, each up to a bound of
+        // work (memcached's maintainer thread does its juggling in rounds
+        // of bounded size too): a busy loop turns far more often, and each
+        // turn paying for them cost more than serving its requests.
         let millis = self.clock.millis();
         if millis != self.last_tick_ms {
             self.last_tick_ms = millis;
@@ -732,6 +733,8 @@ impl Server {
                 io.shut();
                 if !io.in_flight() {
                     self.conns.remove(token);
+                    // The slot is free only now: let waiting clients in.
+                    self.resume_listening();
                 }
                 return;
             }
@@ -772,8 +775,9 @@ impl Server {
         if !c.more {
             self.accepting[c.index] = false;
         }
-        if c.result >= 0 {
-            let stream = self.listeners[c.index].adopt(c.result);
+        let ring = self.uring.as_mut().expect("ring");
+        if let Some(fd) = (c.result >= 0).then(|| ring.take_accepted()).flatten() {
+            let stream = self.listeners[c.index].adopt(fd);
             if self.paused_if_full() {
                 // The kernel took it before the ring was told to stop: it
                 // waits here as it would in the backlog.
@@ -786,11 +790,20 @@ impl Server {
             let e = io::Error::from_raw_os_error(-c.result);
             eprintln!("Failed to accept new connection: {e}");
         }
-        // Out of descriptors or memory, accepting again at once would
-        // only fail again: the once-a-second check re-arms it.
-        let exhausted =
-            [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM].contains(&-c.result);
-        if !c.more && !exhausted && self.listen_disabled_since.is_none() {
+        // An accept that ended on its own or on a passing error is armed
+        // again now; after any other error (out of descriptors or memory,
+        // refused by policy) accepting again at once would only fail
+        // again, in a loop: the once-a-second check re-arms it.
+        let passing = c.result >= 0
+            || [
+                libc::ECANCELED,
+                libc::ECONNABORTED,
+                libc::EINTR,
+                libc::EAGAIN,
+                libc::EPROTO,
+            ]
+            .contains(&-c.result);
+        if !c.more && passing && self.listen_disabled_since.is_none() {
             self.arm_accepts();
         }
     }
@@ -807,7 +820,9 @@ impl Server {
         }
     }
 
-    /// Stops the armed accepts (each ends with a last completion).
+    /// Stops the armed accepts (each ends with a last completion).  The
+    /// cancels go to the kernel at once: connections it accepts until
+    /// then are held, so the sooner the fewer.
     fn cancel_accepts(&mut self) {
         let Some(ring) = self.uring.as_mut() else {
             return;
@@ -817,6 +832,7 @@ impl Server {
                 let _ = ring.cancel(i, crate::reactor::uring::Op::Accept);
             }
         }
+        let _ = ring.submit();
     }
 
     /// Without maxconns_fast, memcached stops accepting as soon as it is
@@ -921,7 +937,7 @@ impl Server {
                 }
                 if c.op == Op::Accept && c.result >= 0 {
                     // Accepted as the server stops: closed unserved.
-                    drop(self.listeners[c.index].adopt(c.result));
+                    drop(ring.take_accepted());
                 }
                 let io = match self.conns.get_mut(c.index).map(|conn| &mut conn.stream) {
                     Some(Stream::Uring(io)) if matches!(c.op, Op::Recv | Op::Send) => {

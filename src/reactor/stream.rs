@@ -126,23 +126,19 @@ impl Listener {
         }
     }
 
-    /// Takes over a connection the ring accepted on this listener (a
-    /// non-blocking descriptor), with Nagle off for TCP as `accept` does.
+    /// Takes over a connection the ring accepted on this listener, with
+    /// Nagle off for TCP as `accept` does.
     #[cfg(feature = "io-uring")]
-    pub fn adopt(&self, fd: i32) -> Stream {
-        use std::os::fd::FromRawFd;
+    pub fn adopt(&self, fd: std::os::fd::OwnedFd) -> Stream {
         match self {
             Listener::Tcp(_) => {
-                // SAFETY: the kernel created `fd` for this accept and
-                // handed it to us alone; the stream becomes its owner.
-                let s = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+                let s = std::net::TcpStream::from(fd);
                 let _ = s.set_nodelay(true);
                 Stream::Tcp(mio::net::TcpStream::from_std(s))
             }
-            // SAFETY: as above.
-            Listener::Unix(_) => Stream::Unix(mio::net::UnixStream::from_std(unsafe {
-                std::os::unix::net::UnixStream::from_raw_fd(fd)
-            })),
+            Listener::Unix(_) => Stream::Unix(mio::net::UnixStream::from_std(
+                std::os::unix::net::UnixStream::from(fd),
+            )),
         }
     }
 

@@ -19,7 +19,7 @@
 //! nothing of memcached.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
@@ -231,6 +231,9 @@ pub struct Ring {
     first_queued: Option<std::time::Instant>,
     /// Calls of `submit_if_late` since it last read the clock.
     unchecked: u32,
+    /// Descriptors of accepted connections, in completion order, until
+    /// the server takes them ([`Ring::take_accepted`]).
+    accepted: std::collections::VecDeque<OwnedFd>,
 }
 
 impl Ring {
@@ -255,6 +258,7 @@ impl Ring {
             done: Vec::new(),
             first_queued: None,
             unchecked: 0,
+            accepted: std::collections::VecDeque::new(),
         })
     }
 
@@ -264,7 +268,7 @@ impl Ring {
             // that outlives the operation: send buffers are owned by the
             // connection, which the server keeps until no operation of it
             // is in flight (see `UringIo::in_flight`); receives fill pool
-            // buffers; polls and cancels carry no buffer.
+            // buffers; polls, accepts and cancels carry no buffer.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
                 return Ok(());
@@ -370,30 +374,44 @@ impl Ring {
     /// Hands queued operations to the kernel now, without waiting, if the
     /// oldest has waited longer than [`SUBMIT_DELAY`]: a turn that serves
     /// many costly requests then does not hold back the replies of the
-    /// first ones until its end.
+    /// first ones until its end.  Called after each completion served.
+    /// Reading the clock every time cost more than serving a small
+    /// request's completion: it is read when an operation is first seen
+    /// queued and then after every [`LATE_CHECK_EVERY`]th completion, so
+    /// the delay is kept to within that many completions.
     pub fn submit_if_late(&mut self) -> io::Result<()> {
         if self.ring.submission().is_empty() {
             self.first_queued = None;
             return Ok(());
         }
-        // Reading the clock after every completion cost more than serving
-        // a small request's completion; every few is as good a bound.
+        let Some(first) = self.first_queued else {
+            self.first_queued = Some(std::time::Instant::now());
+            self.unchecked = 0;
+            return Ok(());
+        };
         self.unchecked += 1;
         if self.unchecked < LATE_CHECK_EVERY {
             return Ok(());
         }
         self.unchecked = 0;
-        let now = std::time::Instant::now();
-        match self.first_queued {
-            None => self.first_queued = Some(now),
-            Some(t) if now.duration_since(t) >= SUBMIT_DELAY => {
-                self.pool.publish();
-                self.ring.submit()?;
-                self.first_queued = None;
-            }
-            Some(_) => {}
+        if first.elapsed() >= SUBMIT_DELAY {
+            self.submit()?;
         }
         Ok(())
+    }
+
+    /// Hands everything queued to the kernel now.
+    pub fn submit(&mut self) -> io::Result<()> {
+        self.pool.publish();
+        self.ring.submit()?;
+        self.first_queued = None;
+        Ok(())
+    }
+
+    /// The descriptor of the next connection accepted (one per accept
+    /// completion with a result of 0 or more, in order).
+    pub fn take_accepted(&mut self) -> Option<OwnedFd> {
+        self.accepted.pop_front()
     }
 
     /// Submits everything queued and waits up to `timeout` for at least one
@@ -420,6 +438,13 @@ impl Ring {
             let ud = cqe.user_data();
             if ud == CANCEL_USER_DATA {
                 continue;
+            }
+            if Op::from_code(ud) == Op::Accept && cqe.result() >= 0 {
+                // SAFETY: a successful accept's result is a descriptor the
+                // kernel has just created for this process and handed to
+                // no one else; from here `accepted` owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(cqe.result()) };
+                self.accepted.push_back(fd);
             }
             done.push(Completion {
                 index: (ud >> 2) as usize,
