@@ -209,6 +209,7 @@ impl Server {
         let reactor = Reactor::new(1024)?;
         let mut cache = Cache::new(&cache_config(&cfg));
         cache.crawler.auto = cfg.lru_crawler && cfg.lru_maintainer;
+        cache.crawler.tocrawl = cfg.lru_crawler_tocrawl;
         if cfg.verbose > 1 {
             for (id, c) in cache.arena().classes().iter().enumerate().skip(1) {
                 eprintln!(

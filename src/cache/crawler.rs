@@ -87,6 +87,9 @@ pub struct Crawler {
     pub starts: u64,
     /// Crawl classes on a schedule (crawler and maintainer both on).
     pub auto: bool,
+    /// Items a scheduled crawl looks at per class at most (0: all), the
+    /// `lru_crawler tocrawl` setting.
+    pub tocrawl: u32,
     /// Whether the running job is a scheduled one, whose findings set
     /// the schedule.
     job_is_auto: bool,
@@ -257,7 +260,8 @@ impl Cache {
         let now = self.now;
         let classes = self.arena.classes().len() as u8;
         let next = |k: u8| c.schedule.get(k as usize).map_or(0, |s| s.next);
-        let due: Vec<u8> = (1..classes).filter(|&k| now >= next(k)).collect();
+        // memcached crawls a class once the clock is past its time.
+        let due: Vec<u8> = (1..classes).filter(|&k| now > next(k)).collect();
         if due.is_empty() {
             return;
         }
@@ -283,7 +287,7 @@ impl Cache {
                 class: 0,
                 page: 0,
                 chunk: 0,
-                tocrawl: 0,
+                tocrawl: c.tocrawl,
                 seen_in_class: 0,
             });
         }

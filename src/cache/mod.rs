@@ -198,7 +198,6 @@ pub struct ItemView<'a> {
     pub key_binary: bool,
 }
 
-/// The whole store.
 /// An item's LRU class and sizes (see `Cache::shape`).
 struct Shape {
     lru_class: u8,
@@ -206,6 +205,7 @@ struct Shape {
     ntotal: u64,
 }
 
+/// The whole store.
 pub struct Cache {
     arena: Arena,
     index: Index,
@@ -1787,7 +1787,7 @@ mod tests {
         put(&mut cache, b"k", b"v", 0, StoreMode::Set);
         let class = Layout::plan(1, 3, &cache.arena).unwrap().head_class;
         assert_eq!(cache.crawler.next_scheduled(class), 165);
-        for now in 101..165 {
+        for now in 101..=165 {
             cache.set_now(now);
             cache.tick();
         }
@@ -1798,7 +1798,8 @@ mod tests {
             ),
             (1, 0)
         );
-        cache.set_now(165);
+        // Crawled once the clock is past the time, as memcached does.
+        cache.set_now(166);
         run_ticks(&mut cache, 2);
         assert_eq!(
             (
@@ -1810,16 +1811,26 @@ mod tests {
     }
 
     #[test]
+    fn scheduled_crawls_look_at_tocrawl_items_per_class_at_most() {
+        let mut cache = Cache::new(&config(64 << 20));
+        cache.crawler.tocrawl = 100;
+        cache.set_now(100);
+        let waits = scheduled_waits(&mut cache, 20_000, 0, 1);
+        assert_eq!(waits, vec![65]);
+        assert_eq!(cache.total(|c| c.crawler_items_checked), 100);
+    }
+
+    #[test]
     fn scheduled_crawls_stay_frequent_and_reclaim_while_items_expire_soon() {
         let mut cache = Cache::new(&config(64 << 20));
         cache.set_now(100);
         // Items expiring within the minute keep the class on the
-        // shortest wait (crawls at 101, 106, 111, 116), so they are
-        // reclaimed at 121, within seconds of expiring at 120, without
+        // shortest wait (crawls at 101, 107, 113, 119), so they are
+        // reclaimed at 125, within seconds of expiring at 120, without
         // being read; then the empty class backs off.
         let waits = scheduled_waits(&mut cache, 20_000, 120, 5);
         assert_eq!(waits, vec![5, 5, 5, 5, 65]);
-        assert_eq!(cache.now, 121);
+        assert_eq!(cache.now, 125);
         assert_eq!(cache.stats.curr_items, 0);
         // The LRU maintainer reclaims what it meets at the tails first.
         let crawled = cache.total(|c| c.crawler_reclaimed);

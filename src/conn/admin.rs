@@ -164,6 +164,7 @@ pub(super) fn lru_crawler(t: &Tokens<'_>, out: &mut OutQueue, ctx: &mut Ctx) -> 
             ctx.cfg.lru_crawler_sleep = v;
         } else {
             ctx.cfg.lru_crawler_tocrawl = v;
+            ctx.cache.crawler.tocrawl = v;
         }
         out.line(b"OK");
         return After::Next;
