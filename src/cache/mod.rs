@@ -834,6 +834,11 @@ impl Cache {
         let nbytes = hdr.nbytes() as usize;
         let nkey = hdr.nkey as usize;
         debug_assert!(offset <= nbytes);
+        if hdr.iflags & F_SEGMENTED == 0 {
+            // The common case, every small item: the whole value follows
+            // the key in the head chunk.
+            return (h, Layout::prefix(nkey, 0) + offset, nbytes - offset);
+        }
         let nseg = self.nseg(h);
         let prefix = Layout::prefix(nkey, nseg);
         let inline = if nseg == 0 {
@@ -861,13 +866,6 @@ impl Cache {
 
     /// The value bytes from `offset` to the end of their chunk.
     pub fn value(&self, it: &ItemRef, offset: usize) -> &[u8] {
-        let hdr = self.hdr(it.0);
-        if hdr.iflags & F_SEGMENTED == 0 {
-            // The common case, every reply of a small item: the whole
-            // value follows the key in the head chunk.
-            let start = Layout::prefix(hdr.nkey as usize, 0);
-            return &self.arena.bytes(it.0, start, hdr.nbytes() as usize)[offset..];
-        }
         let (c, off, len) = self.value_at(it.0, offset);
         self.arena.bytes(c, off, len)
     }
