@@ -265,19 +265,16 @@ impl Cache {
         if due.is_empty() {
             return;
         }
-        let (crawl, empty): (Vec<u8>, Vec<u8>) =
-            due.into_iter().partition(|&k| self.lru.class_len(k) > 0);
         let c = &mut self.crawler;
         c.schedule.resize(MAX_CLASSES, ClassSchedule::default());
         c.starts += 1;
-        for &k in &crawl {
+        for &k in &due {
             let s = &mut c.schedule[k as usize];
             s.found = ClassFindings::default();
             s.next = now + RETRY_WAIT;
         }
-        for &k in &empty {
-            c.schedule[k as usize].found = ClassFindings::default();
-        }
+        let (crawl, empty): (Vec<u8>, Vec<u8>) =
+            due.into_iter().partition(|&k| self.lru.class_len(k) > 0);
         self.schedule_next(&empty);
         if !crawl.is_empty() {
             let c = &mut self.crawler;
