@@ -375,8 +375,8 @@ impl Server {
         if now != self.last_second {
             self.last_second = now;
             self.kick_idle();
-            // An accept that ran out of descriptors or memory is retried
-            // once a second.
+            // An accept that an error ended (see `accepted_uring`) is
+            // retried once a second.
             #[cfg(feature = "io-uring")]
             if self.listen_disabled_since.is_none() {
                 self.arm_accepts();
@@ -427,10 +427,7 @@ impl Server {
 
     fn accept(&mut self, which: usize) {
         loop {
-            // Without maxconns_fast, memcached stops accepting while full and
-            // leaves new connections waiting in the backlog.
-            if !self.cfg.maxconns_fast && self.full() {
-                self.stop_listening();
+            if self.paused_if_full() {
                 return;
             }
             let stream = match self.listeners[which].accept() {
@@ -448,14 +445,19 @@ impl Server {
         }
     }
 
-    /// Notes that accepting stopped for want of connection slots; true
-    /// when it had not stopped already.
-    fn stop_listening(&mut self) -> bool {
-        if self.listen_disabled_since.is_some() {
+    /// Without maxconns_fast, memcached stops accepting as soon as it is
+    /// full and leaves new connections waiting in the backlog; true when
+    /// full (on io_uring the armed accepts are cancelled).
+    fn paused_if_full(&mut self) -> bool {
+        if self.cfg.maxconns_fast || !self.full() {
             return false;
         }
-        self.listen_disabled_since = Some(std::time::Instant::now());
-        self.counters.listen_disabled_num += 1;
+        if self.listen_disabled_since.is_none() {
+            self.listen_disabled_since = Some(std::time::Instant::now());
+            self.counters.listen_disabled_num += 1;
+            #[cfg(feature = "io-uring")]
+            self.cancel_accepts();
+        }
         true
     }
 
@@ -776,8 +778,11 @@ impl Server {
         if !c.more {
             self.accepting[c.index] = false;
         }
-        let ring = self.uring.as_mut().expect("ring");
-        if let Some(fd) = (c.result >= 0).then(|| ring.take_accepted()).flatten() {
+        let accepted = match c.result {
+            0.. => self.uring.as_mut().and_then(|ring| ring.take_accepted()),
+            _ => None,
+        };
+        if let Some(fd) = accepted {
             let stream = self.listeners[c.index].adopt(fd);
             if self.paused_if_full() {
                 // The kernel took it before the ring was told to stop: it
@@ -834,18 +839,6 @@ impl Server {
             }
         }
         let _ = ring.submit();
-    }
-
-    /// Without maxconns_fast, memcached stops accepting as soon as it is
-    /// full; true when full (accepts cancelled).
-    fn paused_if_full(&mut self) -> bool {
-        if self.cfg.maxconns_fast || !self.full() {
-            return false;
-        }
-        if self.stop_listening() {
-            self.cancel_accepts();
-        }
-        true
     }
 
     /// A slot freed: admits the connections held back, then accepts
