@@ -790,6 +790,36 @@ mod tests {
         assert_eq!(parse(b"\0\n"), Parsed::Line(reply(ERROR, false), 2));
     }
 
+    /// The untokenized get against the tokenized path it stands in for,
+    /// over lines of spaces, keys and stray bytes.
+    #[test]
+    fn plain_get_matches_the_tokenized_get() {
+        let parts: [&[u8]; 7] = [b" ", b"  ", b"a", b"key:1", b"\r", b"\t", b"x y"];
+        let mut seed = 7u32;
+        for _ in 0..20_000 {
+            let mut l = b"get".to_vec();
+            for _ in 0..seed % 30 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                l.extend_from_slice(parts[(seed >> 16) as usize % parts.len()]);
+            }
+            let tokens = tokenize(&l);
+            if tokens.get(0) != b"get" {
+                continue;
+            }
+            let tokenized = if tokens.len() < 2 {
+                reply(ERROR, false)
+            } else {
+                get(&l, &tokens, false, false)
+            };
+            assert_eq!(
+                parse_line(&l),
+                tokenized,
+                "{:?}",
+                String::from_utf8_lossy(&l)
+            );
+        }
+    }
+
     #[test]
     fn plain_get_lines_keep_every_key_after_the_verb() {
         let get = |keys| Command::Get {
