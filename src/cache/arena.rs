@@ -117,7 +117,14 @@ pub struct Arena {
     page_size: usize,
     mem_limit: usize,
     malloced: usize,
+    /// Class of each size up to `FIT_TABLE_MAX`, in steps of
+    /// `CHUNK_ALIGN`: every item is fitted to a class, most several times
+    /// while its layout is planned, and most are small.
+    fit_table: Vec<u8>,
 }
+
+/// Sizes up to this are fitted to their class by a table lookup.
+const FIT_TABLE_MAX: usize = 16 * 1024;
 
 impl Arena {
     /// An arena with memcached's class table for the given sizes.
@@ -152,7 +159,16 @@ impl Arena {
             page_size,
             mem_limit,
             malloced: 0,
+            fit_table: Vec::new(),
         }
+        .with_fit_table()
+    }
+
+    fn with_fit_table(mut self) -> Arena {
+        self.fit_table = (0..=FIT_TABLE_MAX / CHUNK_ALIGN)
+            .map(|step| self.search_class(step * CHUNK_ALIGN).unwrap_or(0))
+            .collect();
+        self
     }
 
     /// Classes by id; entry 0 is a placeholder.
@@ -171,7 +187,18 @@ impl Arena {
     }
 
     /// The smallest class whose chunks hold `size` bytes.
+    #[inline]
     pub fn class_for(&self, size: usize) -> Option<u8> {
+        // Chunk sizes are multiples of CHUNK_ALIGN, so rounding up to one
+        // keeps the answer.
+        match self.fit_table.get(size.div_ceil(CHUNK_ALIGN)) {
+            Some(&0) => None,
+            Some(&id) => Some(id),
+            None => self.search_class(size),
+        }
+    }
+
+    fn search_class(&self, size: usize) -> Option<u8> {
         let ids = &self.classes[1..];
         let i = ids.partition_point(|c| (c.size as usize) < size);
         (i < ids.len()).then_some((i + 1) as u8)
@@ -425,6 +452,25 @@ impl Arena {
         unsafe { &*(p.base.as_ptr().add(start) as *const T) }
     }
 
+    /// Chunk `h` read once: the header overlaid on its start, its class
+    /// and all of its bytes (the header's included).
+    #[inline]
+    pub fn chunk<T: Plain>(&self, h: u32) -> (&T, u8, &[u8]) {
+        let (p, start, size) = self.locate(h);
+        assert!(std::mem::size_of::<T>() <= size);
+        // SAFETY: as in `header` for the T, and as in `bytes` for the whole
+        // chunk; both views are shared, so neither can change under the
+        // other while `&self` is held.
+        unsafe {
+            let base = p.base.as_ptr().add(start);
+            (
+                &*(base as *const T),
+                p.class,
+                std::slice::from_raw_parts(base, size),
+            )
+        }
+    }
+
     /// The mutable header overlaid on the start of chunk `h`.
     pub fn header_mut<T: Plain>(&mut self, h: u32) -> &mut T {
         let (p, start, size) = self.locate(h);
@@ -483,6 +529,27 @@ mod tests {
             66232, 82792, 103496, 129376, 161720, 202152, 252696, 315872, 394840, 524288,
         ];
         assert_eq!(chunk_sizes(96, 1.25, 512 * 1024), want);
+    }
+
+    #[test]
+    fn class_for_is_the_smallest_class_that_holds_the_size() {
+        // Default classes, and classes that end below the lookup table's
+        // reach (a small slab_chunk_max).
+        for sizes in [
+            chunk_sizes(96, 1.25, 512 * 1024),
+            chunk_sizes(48, 2.0, 4096),
+        ] {
+            let a = Arena::new(&sizes, 1 << 20, 1 << 30);
+            for size in 0..=FIT_TABLE_MAX + 3 * CHUNK_ALIGN {
+                let want = sizes
+                    .iter()
+                    .position(|&c| c as usize >= size)
+                    .map(|i| (i + 1) as u8);
+                assert_eq!(a.class_for(size), want, "size {size}");
+            }
+            assert_eq!(a.class_for(a.chunk_max()), Some(a.largest_class()));
+            assert_eq!(a.class_for(a.chunk_max() + 1), None);
+        }
     }
 
     #[test]

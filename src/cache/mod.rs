@@ -205,6 +205,30 @@ struct Shape {
     ntotal: u64,
 }
 
+/// An item's head chunk read once (see `Cache::head`).
+struct Head<'a> {
+    hdr: &'a ItemHeader,
+    class: u8,
+    /// The whole chunk, header included.
+    chunk: &'a [u8],
+    nkey: usize,
+    /// Segments the value continues in (0: all of it is in this chunk).
+    nseg: usize,
+}
+
+impl Head<'_> {
+    /// Handle of segment `i`, from the table after the key.
+    fn segment(&self, i: usize) -> u32 {
+        read_u32(self.chunk, HEADER + self.nkey + 4 + 4 * i)
+    }
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&b[at..at + 4]);
+    u32::from_ne_bytes(word)
+}
+
 /// The whole store.
 pub struct Cache {
     arena: Arena,
@@ -405,31 +429,42 @@ impl Cache {
 
     /// Segments after the head chunk.
     fn nseg(&self, h: u32) -> usize {
-        let hdr = self.hdr(h);
-        if hdr.iflags & F_SEGMENTED == 0 {
-            return 0;
-        }
-        let b = self.arena.bytes(h, HEADER + hdr.nkey as usize, 4);
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize
+        self.head(h).nseg
     }
 
     /// Handle of segment `i`.
     fn segment(&self, h: u32, i: usize) -> u32 {
-        let nkey = self.hdr(h).nkey as usize;
-        let b = self.arena.bytes(h, HEADER + nkey + 4 + 4 * i, 4);
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+        self.head(h).segment(i)
+    }
+
+    /// An item's head chunk from one arena lookup.
+    #[inline]
+    fn head(&self, h: u32) -> Head<'_> {
+        let (hdr, class, chunk) = self.arena.chunk::<ItemHeader>(h);
+        let nkey = hdr.nkey as usize;
+        let nseg = if hdr.iflags & F_SEGMENTED == 0 {
+            0
+        } else {
+            read_u32(chunk, HEADER + nkey) as usize
+        };
+        Head {
+            hdr,
+            class,
+            chunk,
+            nkey,
+            nseg,
+        }
     }
 
     /// What the LRU and the memory counters need to know of an item,
     /// from one pass over its header and segment table.
     fn shape(&self, h: u32) -> Shape {
-        let hdr = self.hdr(h);
-        let (nkey, nbytes) = (hdr.nkey as usize, hdr.nbytes() as usize);
-        let (head_class, head_size) = self.arena.class_and_size(h);
-        let n = self.nseg(h);
+        let head = self.head(h);
+        let (nkey, nbytes, n) = (head.nkey, head.hdr.nbytes() as usize, head.nseg);
+        let head_size = head.chunk.len();
         if n == 0 {
             return Shape {
-                lru_class: head_class,
+                lru_class: head.class,
                 footprint: head_size as u64,
                 ntotal: (HEADER + nkey + nbytes) as u64,
             };
@@ -437,7 +472,7 @@ impl Cache {
         let mut segs = 0;
         let mut first_class = 0;
         for i in 0..n {
-            let (class, size) = self.arena.class_and_size(self.segment(h, i));
+            let (class, size) = self.arena.class_and_size(head.segment(i));
             segs += size;
             if i == 0 {
                 first_class = class;
@@ -451,7 +486,7 @@ impl Cache {
             lru_class: if n >= 2 || first_class == largest {
                 largest
             } else {
-                head_class
+                head.class
             },
             footprint: (head_size + segs) as u64,
             // The segment table: its count, then per segment a handle and
@@ -830,21 +865,21 @@ impl Cache {
     /// Where value byte `offset` lives: `(chunk, offset in chunk, bytes of
     /// the value from there to the end of that chunk)`.
     fn value_at(&self, h: u32, offset: usize) -> (u32, usize, usize) {
-        let hdr = self.hdr(h);
-        let nbytes = hdr.nbytes() as usize;
-        let nkey = hdr.nkey as usize;
+        let head = self.head(h);
+        let nbytes = head.hdr.nbytes() as usize;
+        let nkey = head.nkey;
         debug_assert!(offset <= nbytes);
-        if hdr.iflags & F_SEGMENTED == 0 {
+        if head.hdr.iflags & F_SEGMENTED == 0 {
             // The common case, every small item: the whole value follows
             // the key in the head chunk.
             return (h, Layout::prefix(nkey, 0) + offset, nbytes - offset);
         }
-        let nseg = self.nseg(h);
+        let nseg = head.nseg;
         let prefix = Layout::prefix(nkey, nseg);
         let inline = if nseg == 0 {
             nbytes
         } else {
-            self.arena.chunk_size(h) - prefix
+            head.chunk.len() - prefix
         };
         if offset < inline || offset == nbytes {
             let end = inline.min(nbytes);
@@ -854,7 +889,7 @@ impl Cache {
         let i = (offset - inline) / seg_cap;
         let within = (offset - inline) % seg_cap;
         let seg_len = (nbytes - inline - i * seg_cap).min(seg_cap);
-        (self.segment(h, i), SEGMENT_OWNER + within, seg_len - within)
+        (head.segment(i), SEGMENT_OWNER + within, seg_len - within)
     }
 
     /// The writable value bytes from `offset` to the end of their chunk;
