@@ -122,14 +122,20 @@ WORKLOAD_BY_NAME = {w.name: w for w in WORKLOADS}
 # --------------------------------------------------------------------------
 # /proc helpers
 
-def proc_cpu(pid):
-    """utime+stime of pid (all threads) in seconds, or None when gone."""
+def proc_times(pid):
+    """(utime, stime) of pid (all threads) in seconds, or None when gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def proc_cpu(pid):
+    """utime+stime of pid (all threads) in seconds, or None when gone."""
+    t = proc_times(pid)
+    return None if t is None else t[0] + t[1]
 
 
 def cpu_busy():
@@ -404,7 +410,8 @@ class Sampler(threading.Thread):
         self.load_pid = load_pid
         self.count_fds = count_fds
         self.stop_event = threading.Event()
-        self.cpu = []        # (t, server_cpu, load_cpu, self_cpu, {cpu: busy})
+        # (t, server_cpu, load_cpu, self_cpu, {cpu: busy}, server_user_cpu)
+        self.cpu = []
         self.stats = []      # (t, stats dict)
         self.fd_max = None
         self.stats_error = None
@@ -412,8 +419,10 @@ class Sampler(threading.Thread):
     def take(self):
         t = time.monotonic()
         tm = os.times()
-        self.cpu.append((t, proc_cpu(self.server.pid), proc_cpu(self.load_pid),
-                         tm.user + tm.system, cpu_busy()))
+        srv = proc_times(self.server.pid)
+        self.cpu.append((t, None if srv is None else srv[0] + srv[1],
+                         proc_cpu(self.load_pid), tm.user + tm.system, cpu_busy(),
+                         None if srv is None else srv[0]))
 
     def run(self):
         sock = None
@@ -797,6 +806,7 @@ def measure(wl, server_name, binary, driver, pinning, args, rnd):
                          f"{server.proc.returncode}): {server.output()}")
     secs = float(res["seconds"]) or 1e-9
     srv_cpu = sampler.delta(1, t0, t1)
+    srv_user = sampler.delta(5, t0, t1)
     load_cpu = sampler.delta(2, t0, t1)
     self_cpu = sampler.delta(3, t0, t1)
     all_busy = sampler.all_cores_delta(t0, t1)
@@ -809,6 +819,9 @@ def measure(wl, server_name, binary, driver, pinning, args, rnd):
         "server_cpu_s": srv_cpu,
         "cpu_s_per_1M": srv_cpu / res["ops"] * 1e6 if srv_cpu is not None and res["ops"] else None,
         "server_util": srv_cpu / secs if srv_cpu is not None else None,
+        # The rest is the kernel's: at pipeline 1 mostly TCP over loopback.
+        "server_user_share": (srv_user / srv_cpu
+                              if srv_user is not None and srv_cpu else None),
         "load_cpu_s": load_cpu,
         "load_util": load_cpu / secs if load_cpu is not None else None,
         "server_core_busy": (sampler.delta(4, t0, t1, pinning.server_cpu) / secs
@@ -928,15 +941,15 @@ def sanity(row, wl, keys, final_stats, sampler, r_get, r_hits):
 
 FIELDS = ["kind", "workload", "server", "round", "driver", "ops", "seconds", "ops_per_sec",
           "gets", "sets", "hits", "misses", "errors", "p50_us", "p99_us", "p999_us",
-          "max_us", "server_cpu_s", "cpu_s_per_1M", "server_util", "load_cpu_s",
-          "load_util", "server_core_busy", "load_core_busy", "other_cpu", "saturated",
+          "max_us", "server_cpu_s", "cpu_s_per_1M", "server_util", "server_user_share",
+          "load_cpu_s", "load_util", "server_core_busy", "load_core_busy", "other_cpu", "saturated",
           "server_ops_per_sec", "server_fd_max", "connections", "idle_connections",
           "pipeline", "multiget", "value_size", "keys", "ratio", "key_pattern",
           "server_argv", "load_argv", "server_sha", "load_sha", "notes"]
 MEDIAN_FIELDS = ["ops", "seconds", "ops_per_sec", "gets", "sets", "hits", "misses",
                  "errors", "p50_us", "p99_us", "p999_us", "max_us", "server_cpu_s",
-                 "cpu_s_per_1M", "server_util", "load_cpu_s", "load_util",
-                 "server_core_busy", "load_core_busy", "other_cpu", "server_ops_per_sec",
+                 "cpu_s_per_1M", "server_util", "server_user_share", "load_cpu_s",
+                 "load_util", "server_core_busy", "load_core_busy", "other_cpu", "server_ops_per_sec",
                  "server_fd_max"]
 RATIO_FIELDS = ["ops_per_sec", "p50_us", "p99_us", "p999_us", "max_us", "cpu_s_per_1M",
                 "server_cpu_s"]
@@ -1325,6 +1338,12 @@ def main(argv=None):
             extra.append(f"{name}: throughput with 10,000 idle connections is "
                          f"{100 * idle['ops_per_sec'] / busy['ops_per_sec']:.0f}% "
                          f"of that with 50 (idle-10k / small-p1)")
+    shares = [(name, medians.get(("small-p1", name), {}).get("server_user_share"))
+              for name in a.servers]
+    shares = [f"{name} {100 * v:.0f}%" for name, v in shares if v is not None]
+    if shares:
+        extra.append("server CPU spent in user space at small-p1 (the rest is the "
+                     "kernel's): " + ", ".join(shares))
     for (wname, sname), m in medians.items():
         if m.get("other_cpu") is not None and m["other_cpu"] > 0.15:
             extra.append(f"{wname}/{sname}: {100 * m['other_cpu']:.0f}% of a core went to "
