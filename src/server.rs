@@ -866,8 +866,11 @@ impl Server {
             ring.give_back(c, None);
             return;
         };
-        io.complete(c.op, c.result, c.more);
-        if io.closing {
+        let wake = io.complete(c.op, c.result, c.more);
+        if io.closing || !wake {
+            // Sends carry no pool buffer and a closing connection reads
+            // nothing more: there is nothing to lend, only operations to
+            // start (the rest of the replies) or the slot to free.
             ring.give_back(c, None);
             self.arm_uring(c.index);
             return;
@@ -935,7 +938,8 @@ impl Server {
                 }
                 let io = match self.conns.get_mut(c.index).map(|conn| &mut conn.stream) {
                     Some(Stream::Uring(io)) if matches!(c.op, Op::Recv | Op::Send) => {
-                        io.complete(c.op, c.result, c.more);
+                        // Stopping: nothing is driven again.
+                        let _ = io.complete(c.op, c.result, c.more);
                         Some(io)
                     }
                     _ => None,

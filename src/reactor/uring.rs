@@ -493,6 +493,9 @@ pub struct UringIo {
     sending: Vec<u8>,
     sent: usize,
     send_busy: bool,
+    /// A write was refused (too much queued): the connection waits for a
+    /// send to complete before it goes on.
+    write_waiting: bool,
     eof: bool,
     failed: bool,
     /// The connection is gone; the slot waits for its operations.
@@ -520,6 +523,7 @@ impl UringIo {
             sending: Vec::new(),
             sent: 0,
             send_busy: false,
+            write_waiting: false,
             eof: false,
             failed: false,
             closing: false,
@@ -563,8 +567,12 @@ impl UringIo {
     }
 
     /// Takes a completion of this connection's operations (the data of a
-    /// receive arrives through [`Ring::lend`]).
-    pub fn complete(&mut self, op: Op, result: i32, more: bool) {
+    /// receive arrives through [`Ring::lend`]).  Returns whether connection
+    /// code must run: after a receive always; after a send only if it
+    /// failed or a write was refused for want of room.  Otherwise a
+    /// finished send changes nothing the connection waits for, and only
+    /// the rest of its replies needs starting (see [`Ring::arm`]).
+    pub fn complete(&mut self, op: Op, result: i32, more: bool) -> bool {
         match op {
             Op::Recv => {
                 if !more {
@@ -581,6 +589,7 @@ impl UringIo {
                 {
                     self.failed = true;
                 }
+                true
             }
             Op::Send => {
                 self.send_busy = false;
@@ -589,8 +598,9 @@ impl UringIo {
                 } else if result != -libc::EAGAIN && result != -libc::EINTR {
                     self.failed = true;
                 }
+                std::mem::take(&mut self.write_waiting) || self.failed
             }
-            Op::Accept | Op::PollUdp => {}
+            Op::Accept | Op::PollUdp => true,
         }
     }
 
@@ -651,6 +661,7 @@ impl Write for UringIo {
             return Err(io::Error::from(io::ErrorKind::BrokenPipe));
         }
         if self.out.len() + (self.sending.len() - self.sent) >= SEND_HIGH_WATER {
+            self.write_waiting = true;
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
@@ -746,6 +757,45 @@ mod tests {
         io.write_all(b"END\r\n").unwrap();
         io.write_all(&big).unwrap();
         assert_eq!(io.out.len(), 5 + big.len());
+    }
+
+    /// Starts a send as [`Ring::arm`] does, without a ring.
+    fn start_send(io: &mut UringIo) {
+        if io.sending.len() == io.sent {
+            std::mem::swap(&mut io.sending, &mut io.out);
+            io.out.clear();
+            io.sent = 0;
+        }
+        io.send_busy = true;
+    }
+
+    #[test]
+    fn a_finished_send_wakes_the_connection_only_if_it_waits_for_room() {
+        let (mut io, _b) = pair();
+        // Receives always wake it.
+        assert!(io.complete(Op::Recv, 5, true));
+        // A send that finished with nothing refused: nothing to run.
+        io.write_all(b"STORED\r\n").unwrap();
+        start_send(&mut io);
+        assert!(!io.complete(Op::Send, 8, false));
+        assert!(!io.has_output());
+        // A write refused for want of room: the next finished send wakes
+        // the connection, once.
+        let chunk = [b'x'; 1024];
+        let refused = loop {
+            match io.write(&chunk) {
+                Ok(n) => assert_eq!(n, chunk.len(), "taken whole or refused"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        start_send(&mut io);
+        assert!(io.complete(Op::Send, 4096, false));
+        start_send(&mut io);
+        assert!(!io.complete(Op::Send, 4096, false));
+        // A failed send wakes it to close.
+        start_send(&mut io);
+        assert!(io.complete(Op::Send, -libc::EPIPE, false));
     }
 
     /// Serves completions the way the server does, without a connection
