@@ -118,8 +118,9 @@ pub struct Arena {
     mem_limit: usize,
     malloced: usize,
     /// Class of each size up to `FIT_TABLE_MAX`, in steps of
-    /// `CHUNK_ALIGN`: every item is fitted to a class, most several times
-    /// while its layout is planned, and most are small.
+    /// `CHUNK_ALIGN`, 0 where no class holds it: every item is fitted to a
+    /// class, most several times while its layout is planned, and most are
+    /// small.
     fit_table: Vec<u8>,
 }
 

@@ -165,8 +165,9 @@ impl Cache {
         if self.hdr(owner).iflags & F_SEGMENTED == 0 {
             return None;
         }
-        (0..self.nseg(owner))
-            .any(|i| self.segment(owner, i) == h)
+        let head = self.head(owner);
+        (0..head.nseg)
+            .any(|i| head.segment(i) == h)
             .then_some(owner)
     }
 
@@ -252,9 +253,10 @@ impl Cache {
             }
             self.rebalance.rescues += 1;
         } else {
-            let nkey = self.hdr(item).nkey as usize;
-            let i = (0..self.nseg(item))
-                .find(|&i| self.segment(item, i) == h)
+            let head = self.head(item);
+            let nkey = head.nkey;
+            let i = (0..head.nseg)
+                .find(|&i| head.segment(i) == h)
                 .expect("segment of its owner");
             self.arena
                 .bytes_mut(item, super::item::HEADER + nkey + 4 + 4 * i, 4)
