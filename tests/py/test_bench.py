@@ -63,9 +63,10 @@ def test_bench_quick_smoke(tmp_path):
         assert int(row["errors"]) == 0, row
         assert 0 < float(row["p50_us"]) <= float(row["p99_us"]) <= float(row["p999_us"]), row
         assert float(row["server_cpu_s"]) > 0 and float(row["cpu_s_per_1M"]) > 0, row
-        # Serving requests takes some user time, and over loopback more
-        # kernel time: a share of 0 or 1 would mean the split is misread.
-        assert 0 < float(row["server_user_share"]) < 1, row
+        # Over loopback most of the time is the kernel's.  The kernel
+        # splits a process's time into user and system by sampling, so a
+        # one-second run may show no user time yet: 0 is possible, 1 not.
+        assert 0 <= float(row["server_user_share"]) < 1, row
         assert row["server_argv"].split()[0] == (
             MEMCACHED_BIN if server == "memcached" else RMEMCACHED_BIN), row
         assert " -t 1 " in row["server_argv"] + " ", row
@@ -83,8 +84,11 @@ def test_bench_quick_smoke(tmp_path):
     assert [x.split()[0] for x in lines[at[0] + 1:at[0] + 5]] == [
         "rmemcached-uring", "memcached", "rmc/mc", "uring/mc"], r.stdout
     share = [x for x in lines if x.startswith("server CPU spent in user space")]
-    assert len(share) == 1 and all(f"{name} " in share[0] for name in (
-        "rmemcached", "rmemcached-uring", "memcached")), r.stdout
+    assert len(share) == 1, r.stdout
+    named = [part.rsplit(" ", 1) for part in share[0].split(": ", 1)[1].split(", ")]
+    assert [name for name, _ in named] == [
+        "rmemcached", "rmemcached-uring", "memcached"], share[0]
+    assert all(pct.endswith("%") and 0 <= int(pct[:-1]) < 100 for _, pct in named), share[0]
     assert glob.glob(str(tmp_path / "bench-*.txt"))
     png = glob.glob(str(tmp_path / "bench-*.png"))
     assert png or "matplotlib is not installed" in r.stdout, r.stdout[-1500:]
