@@ -325,21 +325,13 @@ impl Ring {
                 .user_data(CANCEL_USER_DATA);
             self.push(e)?;
         }
-        if !io.send_busy && !io.failed {
-            if io.sending.len() == io.sent && !io.out.is_empty() {
-                std::mem::swap(&mut io.sending, &mut io.out);
-                io.out.clear();
-                io.sent = 0;
-            }
-            if io.sent < io.sending.len() {
-                io.send_busy = true;
-                let rest = &io.sending[io.sent..];
-                let e = opcode::Send::new(types::Fd(io.fd()), rest.as_ptr(), rest.len() as u32)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
-                    .user_data(Op::Send.user_data(index));
-                self.push(e)?;
-            }
+        let fd = io.fd();
+        if let Some(rest) = io.start_send() {
+            let e = opcode::Send::new(types::Fd(fd), rest.as_ptr(), rest.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(Op::Send.user_data(index));
+            self.push(e)?;
         }
         Ok(())
     }
@@ -566,6 +558,25 @@ impl UringIo {
         self.input.extend_from_slice(&loan.bytes()[loan.pos..]);
     }
 
+    /// The bytes of the next send, if one may start: none is in flight and
+    /// replies wait.  They stay untouched until its completion; replies
+    /// written meanwhile queue behind them.
+    fn start_send(&mut self) -> Option<&[u8]> {
+        if self.send_busy || self.failed {
+            return None;
+        }
+        if self.sending.len() == self.sent && !self.out.is_empty() {
+            std::mem::swap(&mut self.sending, &mut self.out);
+            self.out.clear();
+            self.sent = 0;
+        }
+        if self.sent == self.sending.len() {
+            return None;
+        }
+        self.send_busy = true;
+        Some(&self.sending[self.sent..])
+    }
+
     /// Takes a completion of this connection's operations (the data of a
     /// receive arrives through [`Ring::lend`]).  Returns whether connection
     /// code must run: after a receive always; after a send only if it
@@ -630,16 +641,22 @@ impl UringIo {
 
 impl Read for UringIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Set-aside bytes, then the lent buffer, in one call: connection
+        // code takes a read shorter than it offered to mean that nothing
+        // is left until the next completion.
+        let mut n = 0;
         if self.pos < self.input.len() {
-            return Ok(take_buffered(&self.input, &mut self.pos, buf));
+            n = take_buffered(&self.input, &mut self.pos, buf);
         }
         if let Some(loan) = self.lent.as_mut() {
-            if loan.pos < loan.len {
+            if loan.pos < loan.len && n < buf.len() {
                 let mut pos = loan.pos;
-                let n = take_buffered(loan.bytes(), &mut pos, buf);
+                n += take_buffered(loan.bytes(), &mut pos, &mut buf[n..]);
                 loan.pos = pos;
-                return Ok(n);
             }
+        }
+        if n > 0 {
+            return Ok(n);
         }
         if self.failed {
             return Err(io::Error::from(io::ErrorKind::ConnectionReset));
@@ -745,6 +762,33 @@ mod tests {
     }
 
     #[test]
+    fn one_read_takes_set_aside_bytes_and_then_the_lent_buffer() {
+        let (mut io, _b) = pair();
+        let first = *b"get a\r\nge";
+        io.lent = Some(Loan {
+            data: first.as_ptr(),
+            len: first.len(),
+            pos: 7,
+        });
+        io.settle();
+        let second = *b"t b\r\n";
+        io.lent = Some(Loan {
+            data: second.as_ptr(),
+            len: second.len(),
+            pos: 0,
+        });
+        // Connection code takes a short read to mean nothing is left, so
+        // one read must not stop where the set-aside bytes end.
+        let mut buf = [0u8; 16];
+        assert_eq!(io.read(&mut buf).unwrap(), 7);
+        assert_eq!(&buf[..7], b"get b\r\n");
+        assert_eq!(
+            io.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+
+    #[test]
     fn large_replies_go_straight_to_the_socket_small_ones_wait_for_a_send() {
         let (mut io, mut b) = pair();
         let big = vec![b'v'; DIRECT_SEND_MIN];
@@ -759,16 +803,6 @@ mod tests {
         assert_eq!(io.out.len(), 5 + big.len());
     }
 
-    /// Starts a send as [`Ring::arm`] does, without a ring.
-    fn start_send(io: &mut UringIo) {
-        if io.sending.len() == io.sent {
-            std::mem::swap(&mut io.sending, &mut io.out);
-            io.out.clear();
-            io.sent = 0;
-        }
-        io.send_busy = true;
-    }
-
     #[test]
     fn a_finished_send_wakes_the_connection_only_if_it_waits_for_room() {
         let (mut io, _b) = pair();
@@ -776,7 +810,7 @@ mod tests {
         assert!(io.complete(Op::Recv, 5, true));
         // A send that finished with nothing refused: nothing to run.
         io.write_all(b"STORED\r\n").unwrap();
-        start_send(&mut io);
+        assert!(io.start_send().is_some());
         assert!(!io.complete(Op::Send, 8, false));
         assert!(!io.has_output());
         // A write refused for want of room: the next finished send wakes
@@ -789,12 +823,12 @@ mod tests {
             }
         };
         assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
-        start_send(&mut io);
+        assert!(io.start_send().is_some());
         assert!(io.complete(Op::Send, 4096, false));
-        start_send(&mut io);
+        assert!(io.start_send().is_some());
         assert!(!io.complete(Op::Send, 4096, false));
         // A failed send wakes it to close.
-        start_send(&mut io);
+        assert!(io.start_send().is_some());
         assert!(io.complete(Op::Send, -libc::EPIPE, false));
     }
 
