@@ -723,15 +723,21 @@ mod tests {
         (UringIo::new(Socket::Unix(a)), b)
     }
 
+    /// Lends `bytes` to `io` as a receive completion would, `pos` of them
+    /// already read.  The caller keeps `bytes` alive while lent.
+    fn lend_bytes(io: &mut UringIo, bytes: &[u8], pos: usize) {
+        io.lent = Some(Loan {
+            data: bytes.as_ptr(),
+            len: bytes.len(),
+            pos,
+        });
+    }
+
     #[test]
     fn reads_set_aside_bytes_before_the_lent_buffer_then_would_block() {
         let (mut io, _b) = pair();
         let first = *b"get a\r\nge";
-        io.lent = Some(Loan {
-            data: first.as_ptr(),
-            len: first.len(),
-            pos: 0,
-        });
+        lend_bytes(&mut io, &first, 0);
         let mut buf = [0u8; 7];
         assert_eq!(io.read(&mut buf).unwrap(), 7);
         assert_eq!(&buf, b"get a\r\n");
@@ -740,11 +746,7 @@ mod tests {
         assert!(io.lent.is_none());
         assert_eq!(io.unread(), 2);
         let second = *b"t b\r\n";
-        io.lent = Some(Loan {
-            data: second.as_ptr(),
-            len: second.len(),
-            pos: 0,
-        });
+        lend_bytes(&mut io, &second, 0);
         assert_eq!(io.unread(), 7);
         let mut got = Vec::new();
         let mut one = [0u8; 1];
@@ -765,18 +767,10 @@ mod tests {
     fn one_read_takes_set_aside_bytes_and_then_the_lent_buffer() {
         let (mut io, _b) = pair();
         let first = *b"get a\r\nge";
-        io.lent = Some(Loan {
-            data: first.as_ptr(),
-            len: first.len(),
-            pos: 7,
-        });
+        lend_bytes(&mut io, &first, 7);
         io.settle();
         let second = *b"t b\r\n";
-        io.lent = Some(Loan {
-            data: second.as_ptr(),
-            len: second.len(),
-            pos: 0,
-        });
+        lend_bytes(&mut io, &second, 0);
         // Connection code takes a short read to mean nothing is left, so
         // one read must not stop where the set-aside bytes end.
         let mut buf = [0u8; 16];
