@@ -73,6 +73,9 @@ def test_bench_quick_smoke(tmp_path):
         assert (" -o io_uring" in row["server_argv"]) == (server == "rmemcached-uring"), row
         medians = [x for x in rows if x["kind"] == "median" and x["server"] == server]
         assert len(medians) == 1 and float(medians[0]["ops_per_sec"]) > 0, rows
+    # Each run may tick no user time; all three together (about three
+    # seconds of server CPU, a sixth of it in user space) cannot.
+    assert max(float(x["server_user_share"]) for x in rows if x["kind"] == "run") > 0, rows
     ratios = {x["server"]: x for x in rows if x["kind"] == "ratio"}
     assert sorted(ratios) == ["rmemcached-uring/memcached", "rmemcached/memcached"], rows
     assert all(float(x["ops_per_sec"]) > 0 for x in ratios.values()), rows
